@@ -1,0 +1,392 @@
+"""The config schema: one YAML file is the single source of truth for a ranking problem.
+
+The pipeline, the trainer, the evaluator and the exporter all read the same
+`Config`, so they cannot disagree about a column, a feature or a task. The file
+is validated once, here, and every error names the offending key
+(``features[3] (item_price).transform: ...``) so a typo is found in seconds.
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a misspelt option silently falling back to its
+    # default is the most expensive kind of config bug.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Column(_Section):
+    """A raw input column as it appears in the logs."""
+
+    name: str
+    type: Literal["string", "int", "float", "string_list"]
+    required: bool = True
+    default: str | int | float | None = None
+    separator: str = "|"
+    max_items: int = Field(1000, gt=0, description="more items than this is malformed")
+
+
+class Feature(_Section):
+    """A model input derived from one raw column by one transform."""
+
+    name: str
+    column: str | None = None
+    group: Literal["user", "item", "context"]
+    transform: Literal["vocabulary", "hash", "bucketize", "zscore", "log_zscore"]
+    embedding_dim: int = Field(8, gt=0)
+    oov_buckets: int = Field(1, ge=1)
+    min_frequency: int = Field(1, ge=1)
+    top_k: int | None = Field(None, gt=0)
+    hash_buckets: int | None = Field(None, gt=0)
+    num_buckets: int | None = Field(None, gt=1)
+    max_length: int | None = Field(None, gt=0)
+
+    @property
+    def source(self) -> str:
+        return self.column or self.name
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.transform in ("vocabulary", "hash", "bucketize")
+
+
+class Sequence(_Section):
+    """A user behaviour sequence (items clicked, carted, ...) sharing an item feature's ids."""
+
+    name: str
+    column: str
+    behavior: str
+    item_feature: str
+    max_length: int = Field(20, gt=0)
+
+
+class Task(_Section):
+    """A prediction target. `sample_space` names the task whose positives it lives on."""
+
+    name: str
+    label: str
+    type: Literal["binary", "regression"] = "binary"
+    sample_space: str | None = None
+    weight: float = Field(1.0, ge=0.0)
+
+
+class Esmm(_Section):
+    ctr_task: str
+    cvr_task: str
+    ctcvr_name: str = "ctcvr"
+
+
+class ModelConfig(_Section):
+    backbone: Literal["shared_bottom"] = "shared_bottom"
+    structure: Literal["independent", "esmm"] = "independent"
+    esmm: Esmm | None = None
+    bottom_units: list[int] = [256, 128]
+    tower_units: list[int] = [64]
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    activation: str = "relu"
+    l2: float = Field(0.0, ge=0.0)
+
+
+class TrainingConfig(_Section):
+    batch_size: int = Field(512, gt=0)
+    epochs: int = Field(5, gt=0)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    early_stopping_patience: int = Field(2, ge=0)
+    shuffle_buffer: int = Field(10_000, gt=0)
+    steps_per_epoch: int | None = Field(None, gt=0)
+
+
+class InputConfig(_Section):
+    path: str
+    format: Literal["csv", "parquet"] | None = None
+
+
+class SplitConfig(_Section):
+    key: str
+    eval_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+
+
+class PipelineConfig(_Section):
+    max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0)
+    num_shards: int = Field(4, gt=0)
+    runner: str = "FnApiRunner"
+
+
+class ExportConfig(_Section):
+    model_name: str
+    base_path: str | None = None
+    keep_versions: int = Field(3, gt=0)
+
+
+class EvaluationConfig(_Section):
+    group_by: str | None = None
+    truth: dict[str, str] = {}
+
+
+class Config(_Section):
+    name: str
+    seed: int = 42
+    artifacts_dir: str | None = None
+    input: InputConfig
+    columns: list[Column]
+    features: list[Feature]
+    sequences: list[Sequence] = []
+    tasks: list[Task]
+    split: SplitConfig
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    export: ExportConfig
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    def feature(self, name: str) -> Feature:
+        return next(f for f in self.features if f.name == name)
+
+    def task(self, name: str) -> Task:
+        return next(t for t in self.tasks if t.name == name)
+
+    @property
+    def input_format(self) -> str:
+        if self.input.format:
+            return self.input.format
+        return "parquet" if self.input.path.endswith(".parquet") else "csv"
+
+    @property
+    def label_columns(self) -> list[str]:
+        return list(dict.fromkeys(t.label for t in self.tasks))
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Raw columns a model needs at serving time (labels and truth never are)."""
+        used = [f.source for f in self.features] + [s.column for s in self.sequences]
+        return list(dict.fromkeys(used))
+
+    @property
+    def output_names(self) -> list[str]:
+        """Every score the model outputs: one per task, plus pCTCVR under ESMM."""
+        names = [t.name for t in self.tasks]
+        if self.model.structure == "esmm" and self.model.esmm is not None:
+            names.append(self.model.esmm.ctcvr_name)
+        return names
+
+    @property
+    def passthrough_columns(self) -> list[str]:
+        """Columns carried to the eval data untransformed, for evaluation only."""
+        return list(dict.fromkeys(self.evaluation.truth.values()))
+
+    @property
+    def artifacts(self) -> Path:
+        return Path(self.artifacts_dir or f"artifacts/{self.name}")
+
+    @property
+    def export_base(self) -> Path:
+        return Path(self.export.base_path) if self.export.base_path else self.artifacts / "serving"
+
+
+def load_config(path: str | Path) -> Config:
+    """Reads and validates a YAML config; relative input paths are relative to the file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError as err:
+        raise ConfigError(f"config file {path} does not exist") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    config = parse_config(raw, source=str(path))
+    input_path = Path(config.input.path)
+    if not input_path.is_absolute() and "://" not in config.input.path:
+        resolved = (path.parent / input_path).as_posix()
+        config = config.model_copy(update={"input": config.input.model_copy(update={"path": resolved})})
+    return config
+
+
+def parse_config(raw: dict, source: str = "config") -> Config:
+    """Validates a config mapping: types and ranges first, then cross-references."""
+    try:
+        config = Config.model_validate(raw)
+    except pydantic.ValidationError as err:
+        lines = [_describe_error(raw, e) for e in err.errors()]
+        raise ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(lines)) from None
+    problems = list(_reference_problems(config))
+    if problems:
+        raise ConfigError(f"{source}: invalid config:\n  " + "\n  ".join(problems))
+    return config
+
+
+def _all_keys() -> set[str]:
+    sections = [Column, Feature, Sequence, Task, Esmm, ModelConfig, TrainingConfig, InputConfig,
+                SplitConfig, PipelineConfig, ExportConfig, EvaluationConfig, Config]
+    return {key for section in sections for key in section.model_fields}
+
+
+def _key_path(raw: dict, loc: tuple) -> str:
+    """`features[3] (item_price).transform`: list positions plus the item's name when it has one."""
+    parts, node = [], raw
+    for step in loc:
+        if isinstance(step, int):
+            item = node[step] if isinstance(node, list) and step < len(node) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            parts[-1] += f"[{step}]" + (f" ({name})" if name else "")
+            node = item
+        else:
+            parts.append(str(step))
+            node = node.get(step) if isinstance(node, dict) else None
+    return ".".join(parts) or "<top level>"
+
+
+def _describe_error(raw: dict, error: dict) -> str:
+    where = _key_path(raw, error["loc"])
+    if error["type"] == "extra_forbidden":
+        unknown = str(error["loc"][-1])
+        guess = difflib.get_close_matches(unknown, _all_keys(), n=1)
+        hint = f"; did you mean '{guess[0]}'?" if guess else ""
+        return f"{where}: unknown key{hint}"
+    if error["type"] == "missing":
+        return f"{where}: required key is missing"
+    return f"{where}: {error['msg']} (got {error.get('input')!r})"
+
+
+def _duplicates(names: list[str]) -> set[str]:
+    return {n for n in names if names.count(n) > 1}
+
+
+def _reference_problems(config: Config):
+    """Yields every cross-reference error, each naming the key at fault."""
+    columns = {c.name: c for c in config.columns}
+    for dup in _duplicates([c.name for c in config.columns]):
+        yield f"columns: column '{dup}' is declared more than once"
+    input_names = [f.name for f in config.features] + [s.name for s in config.sequences]
+    for dup in _duplicates(input_names):
+        yield f"features/sequences: name '{dup}' is used more than once"
+    for dup in _duplicates([t.name for t in config.tasks]):
+        yield f"tasks: task '{dup}' is declared more than once"
+    for i, column in enumerate(config.columns):
+        if column.required and column.default is not None:
+            yield f"columns[{i}] ({column.name}).default: only optional columns take a default"
+        if not column.required and column.default is None and column.type in ("int", "float"):
+            yield f"columns[{i}] ({column.name}).default: an optional {column.type} column needs one"
+    yield from _feature_problems(config, columns)
+    yield from _sequence_problems(config, columns)
+    yield from _task_problems(config, columns)
+    yield from _other_problems(config, columns)
+
+
+_TRANSFORM_TYPES = {
+    "vocabulary": ("string", "int", "string_list"),
+    "hash": ("string", "int", "string_list"),
+    "bucketize": ("int", "float"),
+    "zscore": ("int", "float"),
+    "log_zscore": ("int", "float"),
+}
+
+
+def _feature_problems(config: Config, columns: dict[str, Column]):
+    for i, feature in enumerate(config.features):
+        where = f"features[{i}] ({feature.name})"
+        column = columns.get(feature.source)
+        if column is None:
+            yield f"{where}.column: no column named '{feature.source}' in columns"
+            continue
+        if column.type not in _TRANSFORM_TYPES[feature.transform]:
+            yield (f"{where}.transform: '{feature.transform}' needs a column of type "
+                   f"{' or '.join(_TRANSFORM_TYPES[feature.transform])}, "
+                   f"but '{column.name}' is {column.type}")
+        if feature.transform == "hash" and feature.hash_buckets is None:
+            yield f"{where}.hash_buckets: required for transform 'hash'"
+        if feature.transform == "bucketize" and feature.num_buckets is None:
+            yield f"{where}.num_buckets: required for transform 'bucketize'"
+        if column.type == "string_list" and feature.max_length is None:
+            yield f"{where}.max_length: required for the multi-valued column '{column.name}'"
+
+
+def _sequence_problems(config: Config, columns: dict[str, Column]):
+    features = {f.name: f for f in config.features}
+    for i, sequence in enumerate(config.sequences):
+        where = f"sequences[{i}] ({sequence.name})"
+        column = columns.get(sequence.column)
+        if column is None:
+            yield f"{where}.column: no column named '{sequence.column}' in columns"
+        elif column.type != "string_list":
+            yield f"{where}.column: '{sequence.column}' must be a string_list column, not {column.type}"
+        item = features.get(sequence.item_feature)
+        if item is None:
+            yield f"{where}.item_feature: no feature named '{sequence.item_feature}'"
+        elif item.transform != "vocabulary" or columns.get(item.source, column).type == "string_list":
+            yield (f"{where}.item_feature: '{item.name}' must be a single-valued vocabulary "
+                   "feature so the sequence can share its ids and embeddings")
+
+
+def _task_problems(config: Config, columns: dict[str, Column]):
+    tasks = {t.name: t for t in config.tasks}
+    feature_columns = set(config.feature_columns)
+    for i, task in enumerate(config.tasks):
+        where = f"tasks[{i}] ({task.name})"
+        column = columns.get(task.label)
+        if column is None:
+            yield f"{where}.label: no column named '{task.label}' in columns"
+        elif column.type not in ("int", "float"):
+            yield f"{where}.label: '{task.label}' must be an int or float column, not {column.type}"
+        if task.label in feature_columns:
+            yield f"{where}.label: '{task.label}' is also a feature's column (the label would leak)"
+        if task.sample_space is not None:
+            space = tasks.get(task.sample_space)
+            if space is None:
+                yield f"{where}.sample_space: no task named '{task.sample_space}'"
+            elif space.type != "binary" or space.sample_space is not None or space is task:
+                yield (f"{where}.sample_space: '{task.sample_space}' must be a binary task "
+                       "over all impressions")
+
+
+def _other_problems(config: Config, columns: dict[str, Column]):
+    if config.split.key not in columns:
+        yield f"split.key: no column named '{config.split.key}' in columns"
+    feature_columns = set(config.feature_columns)
+    for task_name, column in config.evaluation.truth.items():
+        if task_name not in config.output_names:
+            yield (f"evaluation.truth.{task_name}: '{task_name}' is not a model output "
+                   f"({', '.join(config.output_names)})")
+        if column not in columns:
+            yield f"evaluation.truth.{task_name}: no column named '{column}' in columns"
+        elif column in feature_columns:
+            yield f"evaluation.truth.{task_name}: '{column}' is a feature's column (truth would leak)"
+    if config.evaluation.group_by and config.evaluation.group_by not in {f.name for f in config.features}:
+        yield f"evaluation.group_by: no feature named '{config.evaluation.group_by}'"
+    yield from _esmm_problems(config)
+
+
+def _esmm_problems(config: Config):
+    model = config.model
+    if model.structure != "esmm":
+        if model.esmm is not None:
+            yield "model.esmm: only used with model.structure 'esmm'"
+        return
+    if model.esmm is None:
+        yield "model.esmm: required when model.structure is 'esmm' (ctr_task, cvr_task)"
+        return
+    tasks = {t.name: t for t in config.tasks}
+    ctr, cvr = tasks.get(model.esmm.ctr_task), tasks.get(model.esmm.cvr_task)
+    if ctr is None:
+        yield f"model.esmm.ctr_task: no task named '{model.esmm.ctr_task}'"
+    if cvr is None:
+        yield f"model.esmm.cvr_task: no task named '{model.esmm.cvr_task}'"
+    elif cvr.sample_space != model.esmm.ctr_task or cvr.type != "binary":
+        yield (f"model.esmm.cvr_task: '{cvr.name}' must be a binary task whose sample_space "
+               f"is '{model.esmm.ctr_task}'")
+    if model.esmm.ctcvr_name in tasks:
+        yield f"model.esmm.ctcvr_name: '{model.esmm.ctcvr_name}' clashes with a task name"

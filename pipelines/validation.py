@@ -1,0 +1,163 @@
+"""Row validation: every raw row becomes a typed row or a dead letter with its reason.
+
+Nothing is dropped silently. A bad row keeps its original values, the field at
+fault and a reason code, so it can be counted, inspected and replayed.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from typing import Any, Mapping
+
+from features.config import Column, Config
+from features.schema import transform_input_columns
+
+# Reason codes, stable strings that dashboards and tests can rely on.
+WRONG_COLUMN_COUNT = "wrong_column_count"
+UNPARSEABLE_LINE = "unparseable_line"
+MISSING_REQUIRED = "missing_required"
+INVALID_INT = "invalid_int"
+INVALID_FLOAT = "invalid_float"
+NOT_FINITE = "not_finite"
+MALFORMED_LIST = "malformed_list"
+TOO_MANY_ITEMS = "too_many_items"
+INVALID_LABEL = "invalid_label"
+OUTSIDE_SAMPLE_SPACE = "label_outside_sample_space"
+
+
+class RowError(ValueError):
+    """Why one row cannot be used; `field` is the column at fault (None for the whole line)."""
+
+    def __init__(self, reason: str, field: str | None, message: str):
+        super().__init__(message)
+        self.reason, self.field, self.message = reason, field, message
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    """A rejected row with its reason, written as one JSON line."""
+
+    reason: str
+    field: str | None
+    message: str
+    row: Any  # the raw line (str) or the raw row (dict), untouched
+
+    def to_json_dict(self) -> dict:
+        row = self.row if isinstance(self.row, str) else {k: _jsonable(v) for k, v in self.row.items()}
+        return {"reason": self.reason, "field": self.field, "message": self.message, "row": row}
+
+
+def _jsonable(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+
+def parse_csv_line(line: str, header: list[str]) -> dict[str, str]:
+    """Splits one CSV line into a {column: text} row, or raises RowError."""
+    try:
+        fields = next(csv.reader([line]))
+    except (csv.Error, StopIteration) as err:
+        raise RowError(UNPARSEABLE_LINE, None, f"line is not valid CSV: {err}") from None
+    if len(fields) != len(header):
+        raise RowError(WRONG_COLUMN_COUNT, None,
+                       f"expected {len(header)} comma-separated values, got {len(fields)}")
+    return dict(zip(header, fields))
+
+
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+def _parse_int(column: Column, value) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    try:
+        number = float(value) if not isinstance(value, str) else float(value.strip())
+    except (TypeError, ValueError):
+        raise RowError(INVALID_INT, column.name,
+                       f"column '{column.name}': expected an integer, got {value!r}") from None
+    if not math.isfinite(number):
+        raise RowError(NOT_FINITE, column.name, f"column '{column.name}': value {value!r} is not finite")
+    if number != int(number):
+        raise RowError(INVALID_INT, column.name,
+                       f"column '{column.name}': expected an integer, got {value!r}")
+    return int(number)
+
+
+def _parse_float(column: Column, value) -> float:
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise RowError(INVALID_FLOAT, column.name,
+                       f"column '{column.name}': expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise RowError(NOT_FINITE, column.name, f"column '{column.name}': value {value!r} is not finite")
+    return number
+
+
+def _parse_list(column: Column, value) -> list[str]:
+    if isinstance(value, str):
+        items = value.split(column.separator) if value != "" else []
+    elif isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
+        items = [str(item) for item in (value.tolist() if hasattr(value, "tolist") else value)]
+    else:
+        raise RowError(MALFORMED_LIST, column.name,
+                       f"column '{column.name}': expected '{column.separator}'-separated values, got {value!r}")
+    if any(item.strip() == "" for item in items):
+        raise RowError(MALFORMED_LIST, column.name,
+                       f"column '{column.name}': empty item in {value!r}")
+    if len(items) > column.max_items:
+        raise RowError(TOO_MANY_ITEMS, column.name,
+                       f"column '{column.name}': {len(items)} items, more than max_items={column.max_items}")
+    return items
+
+
+def parse_value(column: Column, value):
+    """Converts one raw value to the column's type, applying the default when it is optional."""
+    if _is_missing(value):
+        if column.required:
+            raise RowError(MISSING_REQUIRED, column.name, f"column '{column.name}' is required but empty")
+        if column.type == "string_list" and column.default in (None, ""):
+            return []
+        value = "" if column.default is None else column.default
+    if column.type == "int":
+        return _parse_int(column, value)
+    if column.type == "float":
+        return _parse_float(column, value)
+    if column.type == "string_list":
+        return _parse_list(column, value)
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+class RowValidator:
+    """Types a raw row against the config and checks the labels' funnel consistency."""
+
+    def __init__(self, config: Config):
+        self._columns = [config.column(name) for name in transform_input_columns(config)]
+        split_key = config.column(config.split.key)
+        if split_key not in self._columns:
+            self._columns.append(split_key)
+        self._binary_labels = [t.label for t in config.tasks if t.type == "binary"]
+        # (task label, label of the task whose positives are its sample space)
+        self._funnel = [(t.label, config.task(t.sample_space).label)
+                        for t in config.tasks if t.sample_space and t.type == "binary"]
+
+    def __call__(self, raw: Mapping[str, Any]) -> dict:
+        row = {column.name: parse_value(column, raw.get(column.name)) for column in self._columns}
+        for label in self._binary_labels:
+            if row[label] not in (0, 1):
+                raise RowError(INVALID_LABEL, label, f"label '{label}' must be 0 or 1, got {row[label]!r}")
+        for label, space_label in self._funnel:
+            if row[label] != 0 and row[space_label] == 0:
+                raise RowError(OUTSIDE_SAMPLE_SPACE, label,
+                               f"label '{label}' is {row[label]} but '{space_label}' is 0 "
+                               f"('{label}' lives on '{space_label}' positives)")
+        return row
