@@ -10,6 +10,7 @@ INSTALL_REQUIRES = [
     "apache-beam[gcp]==2.77.*",
     "tensorflow-transform==1.21.*",
     "tensorflow-serving-api",
+    "tensorboard",
     "pandas",
     "pyarrow",
     "pydantic>=2.6",

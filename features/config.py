@@ -15,8 +15,10 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.errors import RecsysError
 
-class ConfigError(ValueError):
+
+class ConfigError(RecsysError, ValueError):
     """A config file that cannot be used; the message names the file and the key."""
 
 
@@ -79,6 +81,7 @@ class Task(_Section):
     type: Literal["binary", "regression"] = "binary"
     sample_space: str | None = None
     weight: float = Field(1.0, ge=0.0)
+    label_transform: Literal["none", "log1p"] = "none"  # regression: fit log1p(label), serve the inverse
 
 
 class Esmm(_Section):
@@ -104,7 +107,7 @@ class TrainingConfig(_Section):
     learning_rate: float = Field(1e-3, gt=0.0)
     early_stopping_patience: int = Field(2, ge=0)
     shuffle_buffer: int = Field(10_000, gt=0)
-    steps_per_epoch: int | None = Field(None, gt=0)
+    monitor: str = "val_total_loss"  # early stopping and best checkpoint; '..._auc' is maximised
 
 
 class InputConfig(_Section):
@@ -193,8 +196,10 @@ class Config(_Section):
         return Path(self.artifacts_dir or f"artifacts/{self.name}")
 
     @property
-    def export_base(self) -> Path:
-        return Path(self.export.base_path) if self.export.base_path else self.artifacts / "serving"
+    def served_model_dir(self) -> Path:
+        """`<base>/<model_name>/`, holding one integer-named directory per version."""
+        base = Path(self.export.base_path) if self.export.base_path else self.artifacts / "serving"
+        return base / self.export.model_name
 
 
 def load_config(path: str | Path) -> Config:
@@ -344,6 +349,8 @@ def _task_problems(config: Config, columns: dict[str, Column]):
             yield f"{where}.label: '{task.label}' must be an int or float column, not {column.type}"
         if task.label in feature_columns:
             yield f"{where}.label: '{task.label}' is also a feature's column (the label would leak)"
+        if task.label_transform != "none" and task.type != "regression":
+            yield f"{where}.label_transform: only regression tasks take a label transform"
         if task.sample_space is not None:
             space = tasks.get(task.sample_space)
             if space is None:

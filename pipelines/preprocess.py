@@ -24,7 +24,9 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 
+from features.artifacts import Artifacts
 from features.config import Config
+from features.errors import RecsysError
 from features.schema import raw_feature_spec, transform_input_columns
 from features.transform import make_preprocessing_fn, model_inputs
 from pipelines.sources import ReadRawRows, input_columns
@@ -33,11 +35,10 @@ from pipelines.validation import DeadLetter, RowError, RowValidator, parse_csv_l
 
 DEAD_LETTER = "dead_letter"
 OUTPUT_DIRS = (TRAIN, EVAL, DEAD_LETTER, "stats", "transform_fn", "transformed_metadata", "metadata")
-MANIFEST = "manifest.json"
 _LOG = logging.getLogger(__name__)
 
 
-class PipelineError(RuntimeError):
+class PipelineError(RecsysError, RuntimeError):
     """The job ran but its output must not be used (too many bad rows)."""
 
 
@@ -159,7 +160,7 @@ def _manifest(config: Config, output_dir: Path, counts: dict[str, int], seconds:
 
 def _clear_outputs(output_dir: Path):
     """Removes only what this job writes, so stale shards never mix with new ones."""
-    for name in OUTPUT_DIRS + (MANIFEST,):
+    for name in OUTPUT_DIRS + (Artifacts(output_dir).manifest_path.name,):
         target = output_dir / name
         if target.is_dir():
             shutil.rmtree(target)
@@ -186,7 +187,7 @@ def run_preprocess(config: Config, output_dir: str | Path, beam_args: list[str] 
     raw_metadata = dataset_metadata.DatasetMetadata.from_feature_spec(raw_feature_spec(config))
     metadata_io.write_metadata(raw_metadata, str(output_dir / "metadata"))
     manifest = _manifest(config, output_dir, _read_counts(output_dir), time.monotonic() - started)
-    (output_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    Artifacts(output_dir).manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     if manifest["bad_fraction"] > config.pipeline.max_bad_fraction:
         raise PipelineError(
             f"{manifest['rows'][DEAD_LETTER]} of {manifest['rows']['read']} rows "

@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from features.config import Config
+from features.errors import RecsysError
 
 
-class InputError(ValueError):
+class InputError(RecsysError, ValueError):
     """The input as a whole cannot be read (no files, no header, missing required columns)."""
 
 
@@ -62,3 +63,18 @@ class ReadRawRows(beam.PTransform):
         if self._config.input_format == "parquet":
             return pbegin | "ReadParquet" >> beam.io.ReadFromParquet(self._config.input.path)
         return pbegin | "ReadCsv" >> beam.io.ReadFromText(self._config.input.path, skip_header_lines=1)
+
+
+def read_sample_rows(config: Config, count: int) -> list[dict]:
+    """The first `count` raw rows of the input, as text (CSV) or typed values (Parquet), for previews."""
+    import pandas as pd
+
+    first = _matched_files(config.input.path)[0]
+    if config.input_format == "parquet":
+        with FileSystems.open(first) as handle:
+            frame = pq.ParquetFile(handle).read_row_group(0).to_pandas().head(count)
+    else:
+        with FileSystems.open(first) as handle:
+            frame = pd.read_csv(io.TextIOWrapper(handle, encoding="utf-8"), dtype=str,
+                                keep_default_na=False, nrows=count)
+    return frame.to_dict(orient="records")

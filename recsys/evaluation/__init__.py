@@ -1,0 +1,1 @@
+"""Offline evaluation: metrics in each task's sample space, baselines and readable reports."""

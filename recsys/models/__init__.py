@@ -1,0 +1,1 @@
+"""Rankers composed from the layers, selected by the config."""

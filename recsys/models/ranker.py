@@ -1,0 +1,149 @@
+"""The multi-task ranker: embeddings → bottom → one tower per task → heads, as a TFRS model.
+
+The head structure is either independent (one probability or value per task)
+or ESMM (Ma et al., SIGIR 2018): pCTCVR = pCTR × pCVR, trained with losses on
+CTR and CTCVR over all impressions and no direct CVR loss, so the CVR tower
+learns from the whole impression space instead of the biased clicked subset.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from recsys.layers import MLP, FeatureEmbedding
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """One scored output: its label, the sample space it is judged on, and its loss weight."""
+
+    output: str
+    labels: tuple[str, ...]  # the label is the product of these columns (CTCVR = click × conversion)
+    sample_space_label: str | None
+    weight: float
+    in_loss: bool
+    type: str
+    log_space: bool = False
+
+
+def objectives(tasks: list[dict], esmm: dict | None) -> list[Objective]:
+    """What the ranker is trained and measured on, derived from the tasks and the structure."""
+    by_name = {t["name"]: t for t in tasks}
+    result = []
+    for task in tasks:
+        space = by_name[task["sample_space"]]["label"] if task.get("sample_space") else None
+        is_esmm_cvr = esmm is not None and task["name"] == esmm["cvr_task"]
+        result.append(Objective(
+            task["name"], (task["label"],), space, task.get("weight", 1.0), in_loss=not is_esmm_cvr,
+            type=task["type"], log_space=task.get("label_transform", "none") == "log1p"))
+    if esmm is not None:
+        ctr, cvr = by_name[esmm["ctr_task"]], by_name[esmm["cvr_task"]]
+        result.append(Objective(esmm["ctcvr_name"], (ctr["label"], cvr["label"]), None,
+                                cvr.get("weight", 1.0), in_loss=True, type="binary"))
+    return result
+
+
+def _ranking_task(objective: Objective) -> tfrs.tasks.Ranking:
+    name = objective.output
+    if objective.type == "binary":
+        return tfrs.tasks.Ranking(
+            loss=tf.keras.losses.BinaryCrossentropy(),
+            metrics=[tf.keras.metrics.AUC(name=f"{name}_auc")],
+            loss_metrics=[tf.keras.metrics.Mean(name=f"{name}_loss")], name=f"{name}_task")
+    return tfrs.tasks.Ranking(
+        loss=tf.keras.losses.MeanSquaredError(),
+        metrics=[tf.keras.metrics.RootMeanSquaredError(name=f"{name}_rmse")],
+        loss_metrics=[tf.keras.metrics.Mean(name=f"{name}_loss")], name=f"{name}_task")
+
+
+class MultiTaskRanker(tfrs.models.Model):
+    """A shared-bottom multi-task ranker whose outputs are a dict keyed by task, shape [batch].
+
+    Args:
+      model_inputs: the pipeline manifest's model-input contract.
+      tasks: the config's tasks as dicts (name, label, type, sample_space, weight, label_transform).
+      structure: "independent" or "esmm"; `esmm` names the ctr and cvr tasks and the product output.
+      bottom_units, tower_units, dropout, activation, l2: the MLPs' shapes.
+    """
+
+    def __init__(self, model_inputs: list[dict], tasks: list[dict], structure: str = "independent",
+                 esmm: dict | None = None, bottom_units=(256, 128), tower_units=(64,),
+                 dropout: float = 0.0, activation: str = "relu", l2: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self._config = dict(model_inputs=model_inputs, tasks=tasks, structure=structure, esmm=esmm,
+                            bottom_units=list(bottom_units), tower_units=list(tower_units),
+                            dropout=dropout, activation=activation, l2=l2)
+        self.tasks_config = [dict(t) for t in tasks]
+        self.esmm = dict(esmm) if structure == "esmm" else None
+        self.embedding = FeatureEmbedding(model_inputs, name="embedding")
+        self.bottom = MLP(bottom_units, activation, dropout, l2, name="shared_bottom")
+        self.towers = {t["name"]: MLP(tower_units, activation, dropout, l2, name=f"{t['name']}_tower")
+                       for t in tasks}
+        self.heads = {t["name"]: tf.keras.layers.Dense(1, name=f"{t['name']}_head") for t in tasks}
+        self.objectives = objectives(self.tasks_config, self.esmm)
+        self.ranking_tasks = {o.output: _ranking_task(o) for o in self.objectives}
+
+    def call(self, features: dict, training: bool = False) -> dict[str, tf.Tensor]:
+        shared = self.bottom(self.embedding(features), training=training)
+        outputs = {}
+        for task in self.tasks_config:
+            name = task["name"]
+            head = tf.squeeze(self.heads[name](self.towers[name](shared, training=training)), axis=-1)
+            if task["type"] == "binary":
+                outputs[name] = tf.sigmoid(head)
+            else:
+                outputs[name] = tf.math.expm1(head) if task.get("label_transform") == "log1p" else head
+        if self.esmm is not None:
+            # Multiply probabilities, not logits: pCTCVR = pCTR × pCVR.
+            outputs[self.esmm["ctcvr_name"]] = outputs[self.esmm["ctr_task"]] * outputs[self.esmm["cvr_task"]]
+        return outputs
+
+    def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
+        outputs = self(features, training=training)
+        total = tf.constant(0.0)
+        for objective in self.objectives:
+            label = tf.math.reduce_prod(tf.stack([features[c] for c in objective.labels]), axis=0)
+            prediction = outputs[objective.output]
+            if objective.log_space:
+                label, prediction = tf.math.log1p(label), tf.math.log1p(prediction)
+            weight = features[objective.sample_space_label] if objective.sample_space_label else None
+            loss = self.ranking_tasks[objective.output](
+                labels=label[:, None], predictions=prediction[:, None], sample_weight=weight,
+                training=training)
+            if objective.in_loss:
+                total += objective.weight * loss
+        return total
+
+    def get_config(self):
+        return dict(self._config)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def dummy_features(model_inputs: list[dict], batch: int = 1) -> dict[str, tf.Tensor]:
+    """All-padding inputs of the right shapes, to create a model's weights before loading them."""
+    features = {}
+    for spec in model_inputs:
+        if spec["kind"] == "numeric":
+            features[spec["name"]] = tf.zeros([batch], tf.float32)
+        elif spec["kind"] == "categorical":
+            features[spec["name"]] = tf.zeros([batch], tf.int64)
+        else:
+            features[spec["name"]] = tf.zeros([batch, spec["length"]], tf.int64)
+    return features
+
+
+def build_ranker(config, model_inputs: list[dict]) -> MultiTaskRanker:
+    """The ranker a config describes, with its weights created."""
+    model = config.model
+    ranker = MultiTaskRanker(
+        model_inputs=model_inputs, tasks=[t.model_dump() for t in config.tasks],
+        structure=model.structure, esmm=model.esmm.model_dump() if model.esmm else None,
+        bottom_units=model.bottom_units, tower_units=model.tower_units, dropout=model.dropout,
+        activation=model.activation, l2=model.l2, name=f"{config.name}_ranker")
+    ranker(dummy_features(model_inputs))
+    return ranker

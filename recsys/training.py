@@ -1,0 +1,90 @@
+"""Training a ranker on the pipeline's artifacts: checkpoints, early stopping, TensorBoard.
+
+Reproducible with the config's seed: Python, NumPy and TensorFlow are seeded,
+op determinism is on, and the input order is a function of the seed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import tensorflow as tf
+
+from features.artifacts import Artifacts
+from features.config import Config
+from recsys.data import make_dataset, split_files, transformed_feature_spec
+from recsys.models.ranker import MultiTaskRanker, build_ranker
+
+_LOG = logging.getLogger(__name__)
+
+
+class _TrainingClock(tf.keras.callbacks.Callback):
+    """Seconds spent in training batches only, so throughput excludes validation."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.monotonic()
+
+    def on_test_begin(self, logs=None):
+        self.seconds += time.monotonic() - self._started
+
+
+def _callbacks(config: Config, artifacts: Artifacts, verbose: bool) -> list:
+    monitor = config.training.monitor
+    mode = "max" if monitor.endswith("auc") else "min"
+    callbacks = [
+        tf.keras.callbacks.ModelCheckpoint(
+            str(artifacts.model_dir / "checkpoints" / "epoch-{epoch:03d}"), save_weights_only=True,
+            monitor=monitor, mode=mode),
+        tf.keras.callbacks.EarlyStopping(
+            monitor=monitor, mode=mode, patience=config.training.early_stopping_patience,
+            restore_best_weights=True, verbose=int(verbose)),
+        tf.keras.callbacks.TensorBoard(str(artifacts.model_dir / "logs"), update_freq="epoch"),
+        tf.keras.callbacks.TerminateOnNaN(),
+    ]
+    return callbacks
+
+
+def train(config: Config, verbose: bool = True) -> dict:
+    """Trains the configured ranker, saves its best weights and returns a training summary."""
+    artifacts = Artifacts(config.artifacts)
+    manifest = artifacts.manifest()
+    tf.keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    spec = transformed_feature_spec(artifacts.root)
+    training = config.training
+    train_data = make_dataset(split_files(artifacts.root, "train"), spec, training.batch_size,
+                              shuffle=True, seed=config.seed, shuffle_buffer=training.shuffle_buffer)
+    eval_data = make_dataset(split_files(artifacts.root, "eval"), spec, training.batch_size)
+    ranker = build_ranker(config, manifest["model_inputs"])
+    ranker.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
+    clock = _TrainingClock()
+    started = time.monotonic()
+    history = ranker.fit(train_data, validation_data=eval_data, epochs=training.epochs,
+                         callbacks=_callbacks(config, artifacts, verbose) + [clock],
+                         verbose=1 if verbose else 0)
+    seconds = time.monotonic() - started
+    ranker.save_weights(str(artifacts.weights_path))
+    epochs_run = len(history.history["loss"])
+    summary = {
+        "epochs_run": epochs_run,
+        "seconds": round(seconds, 2),
+        "train_examples_per_second": round(manifest["rows"]["train"] * epochs_run / clock.seconds, 1),
+        "history": {k: [float(v) for v in values] for k, values in history.history.items()},
+    }
+    (artifacts.model_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _LOG.info("trained %d epochs in %.1fs (%.0f examples/s)", epochs_run, seconds,
+              summary["train_examples_per_second"])
+    return summary
+
+
+def load_trained_ranker(config: Config) -> MultiTaskRanker:
+    """Rebuilds the configured ranker and restores the weights `train` saved."""
+    artifacts = Artifacts(config.artifacts)
+    ranker = build_ranker(config, artifacts.manifest()["model_inputs"])
+    ranker.load_weights(str(artifacts.weights_path)).expect_partial()
+    return ranker

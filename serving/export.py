@@ -1,0 +1,77 @@
+"""Export: the tf.Transform graph and a trained ranker as one versioned, TF-Serving-ready SavedModel.
+
+`serving_default` takes serialized raw `tf.Example`s (`examples`, labels never
+needed), parses them with the config's raw schema, applies the same transform
+graph the pipeline used, and returns every task's score. A version appears
+under `<base>/<model_name>/<version>/` by one atomic rename, so TF Serving
+never sees a half-written model.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from features.config import Config
+from features.schema import serving_feature_spec
+
+
+class ServingModule(tf.Module):
+    """Raw examples → transform graph → ranker, as a tf.Module with a serving signature."""
+
+    def __init__(self, ranker: tf.keras.Model, transform_output: tft.TFTransformOutput, raw_spec: dict):
+        super().__init__()
+        self.ranker = ranker
+        self.transform_layer = transform_output.transform_features_layer()
+        self._raw_spec = raw_spec
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(self, examples):
+        raw_features = tf.io.parse_example(examples, self._raw_spec)
+        transformed = self.transform_layer(raw_features)
+        return self.ranker(transformed, training=False)
+
+
+def _versions(model_dir: Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _publish(staging: Path, model_dir: Path) -> Path:
+    """Renames the staged SavedModel to the next free integer version (atomic on one filesystem)."""
+    while True:
+        target = model_dir / str((_versions(model_dir) or [0])[-1] + 1)
+        try:
+            os.rename(staging, target)
+            return target
+        except OSError as err:  # another exporter took this version first: take the next one
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+
+
+def _retire_old_versions(model_dir: Path, keep: int):
+    for version in _versions(model_dir)[:-keep]:
+        doomed = model_dir / f".retired-{version}-{uuid.uuid4().hex}"
+        os.rename(model_dir / str(version), doomed)  # invisible to TF Serving before the slow delete
+        shutil.rmtree(doomed)
+
+
+def export_model(ranker: tf.keras.Model, config: Config, transform_dir: str | Path) -> Path:
+    """Writes a new version of the served model and returns its directory."""
+    model_dir = config.served_model_dir
+    model_dir.mkdir(parents=True, exist_ok=True)
+    module = ServingModule(ranker, tft.TFTransformOutput(str(transform_dir)), serving_feature_spec(config))
+    staging = model_dir / f".staging-{uuid.uuid4().hex}"
+    try:
+        tf.saved_model.save(module, str(staging), signatures={"serving_default": module.serve_examples})
+        version_dir = _publish(staging, model_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _retire_old_versions(model_dir, config.export.keep_versions)
+    return version_dir

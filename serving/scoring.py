@@ -1,0 +1,29 @@
+"""Scoring serialized raw examples with an exported SavedModel, exactly as TF Serving would."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+
+def latest_version(model_dir: str | Path) -> Path:
+    """The highest integer version under `<base>/<model_name>/`, the one TF Serving serves by default."""
+    model_dir = Path(model_dir)
+    versions = sorted((int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()))
+    if not versions:
+        raise FileNotFoundError(f"no exported version under {model_dir}; run `recsys export` first")
+    return model_dir / str(versions[-1])
+
+
+class ExportedModel:
+    """A loaded SavedModel's `serving_default` signature."""
+
+    def __init__(self, version_dir: str | Path):
+        self.version_dir = Path(version_dir)
+        self._saved_model = tf.saved_model.load(str(version_dir))  # keeps the signature's variables alive
+        self._signature = self._saved_model.signatures["serving_default"]
+
+    def score(self, examples: list[bytes]) -> dict[str, np.ndarray]:
+        outputs = self._signature(examples=tf.constant(examples, dtype=tf.string))
+        return {name: value.numpy() for name, value in outputs.items()}
