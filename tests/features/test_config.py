@@ -1,0 +1,62 @@
+import pytest
+
+from features.config import ConfigError, load_config, parse_config
+from tests.conftest import SAMPLE_CONFIG
+
+
+def _error(raw) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    return str(caught.value)
+
+
+def test_sample_config_loads_and_resolves_input_relative_to_the_file():
+    config = load_config(SAMPLE_CONFIG)
+    assert config.input.path == (SAMPLE_CONFIG.parent / "synthetic_sample.csv.gz").as_posix()
+    assert config.output_names == ["ctr", "cvr", "dwell", "ctcvr"]
+    assert "click" not in config.feature_columns and "true_ctr" not in config.feature_columns
+
+
+def test_unknown_key_is_named_with_a_suggestion(raw_config):
+    raw_config["features"][5]["trasform"] = raw_config["features"][5].pop("transform")
+    message = _error(raw_config)
+    assert "features[5] (item_id).trasform: unknown key; did you mean 'transform'?" in message
+
+
+def test_missing_section_and_bad_values_are_named(raw_config):
+    del raw_config["split"]
+    raw_config["training"]["batch_size"] = 0
+    raw_config["model"]["structure"] = "esmn"
+    message = _error(raw_config)
+    assert "split: required key is missing" in message
+    assert "training.batch_size" in message and "greater than 0" in message
+    assert "model.structure" in message and "esmn" in message
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda r: r["tasks"][0].update(label="clicks"), "tasks[0] (ctr).label: no column named 'clicks'"),
+    (lambda r: r["tasks"][1].update(sample_space="cta"), "tasks[1] (cvr).sample_space: no task named 'cta'"),
+    (lambda r: r["features"].append({"name": "leak", "column": "click", "group": "user",
+                                     "transform": "zscore"}), "would leak"),
+    (lambda r: r["features"].append({"name": "t", "column": "true_ctr", "group": "item",
+                                     "transform": "zscore"}), "truth would leak"),
+    (lambda r: r["features"][0].update(transform="zscore"), "'zscore' needs a column of type int or float"),
+    (lambda r: r["features"][10].pop("hash_buckets"), "features[10] (device).hash_buckets: required"),
+    (lambda r: r["features"][9].pop("max_length"), "features[9] (item_tags).max_length: required"),
+    (lambda r: r["sequences"][0].update(item_feature="item_tags"), "single-valued vocabulary"),
+    (lambda r: r["model"]["esmm"].update(cvr_task="dwell"), "model.esmm.cvr_task: 'dwell' must be a binary"),
+    (lambda r: r["split"].update(key="session"), "split.key: no column named 'session'"),
+    (lambda r: r["evaluation"]["truth"].update(like="true_ctr"), "evaluation.truth.like"),
+])
+def test_cross_references_are_checked(raw_config, edit, expected):
+    edit(raw_config)
+    assert expected in _error(raw_config)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)

@@ -1,0 +1,39 @@
+import numpy as np
+import tensorflow as tf
+
+from recsys.layers import MLP, FeatureEmbedding
+from recsys.layers.embedding import masked_mean
+
+MODEL_INPUTS = [
+    {"name": "item_id", "kind": "categorical", "group": "item", "table": "item_id",
+     "vocabulary_size": 10, "embedding_dim": 4, "length": None, "behavior": None},
+    {"name": "hist_click", "kind": "sequence", "group": "user", "table": "item_id",
+     "vocabulary_size": 10, "embedding_dim": 4, "length": 3, "behavior": "click"},
+    {"name": "price", "kind": "numeric", "group": "item", "table": None,
+     "vocabulary_size": None, "embedding_dim": None, "length": None, "behavior": None},
+]
+
+
+def test_masked_mean_ignores_padding_and_handles_empty_rows():
+    embeddings = tf.constant([[[1.0], [3.0], [100.0]], [[5.0], [6.0], [7.0]]])
+    ids = tf.constant([[4, 2, 0], [0, 0, 0]])
+    np.testing.assert_allclose(masked_mean(embeddings, ids).numpy(), [[2.0], [0.0]])
+
+
+def test_sequences_share_the_item_table_and_inputs_concatenate():
+    layer = FeatureEmbedding(MODEL_INPUTS)
+    features = {"item_id": tf.constant([3, 5]), "hist_click": tf.constant([[3, 0, 0], [5, 3, 0]]),
+                "price": tf.constant([0.5, -1.0])}
+    output = layer(features)
+    assert output.shape == (2, 4 + 4 + 1)
+    fields = layer.field_embeddings(features)
+    # one past click of the same item embeds exactly like the candidate item
+    np.testing.assert_allclose(fields["hist_click"][0], fields["item_id"][0])
+    assert len(layer.trainable_weights) == 1  # one shared table
+
+
+def test_layers_round_trip_through_get_config():
+    for layer in (FeatureEmbedding(MODEL_INPUTS, name="emb"), MLP([8, 4], dropout=0.2, l2=1e-4, name="mlp")):
+        clone = type(layer).from_config(layer.get_config())
+        assert clone.get_config() == layer.get_config()
+    assert MLP([8, 4])(tf.zeros([3, 5])).shape == (3, 4)

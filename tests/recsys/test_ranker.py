@@ -1,0 +1,58 @@
+import numpy as np
+import tensorflow as tf
+
+from recsys.models.ranker import MultiTaskRanker, dummy_features, objectives
+from tests.recsys.test_layers import MODEL_INPUTS
+
+TASKS = [
+    {"name": "ctr", "label": "click", "type": "binary", "sample_space": None, "weight": 1.0},
+    {"name": "cvr", "label": "conversion", "type": "binary", "sample_space": "ctr", "weight": 1.0},
+    {"name": "dwell", "label": "dwell_time", "type": "regression", "sample_space": "ctr", "weight": 0.5,
+     "label_transform": "log1p"},
+]
+ESMM = {"ctr_task": "ctr", "cvr_task": "cvr", "ctcvr_name": "ctcvr"}
+
+
+def test_esmm_objectives_drop_the_direct_cvr_loss_and_add_ctcvr_over_all_impressions():
+    by_output = {o.output: o for o in objectives(TASKS, ESMM)}
+    assert not by_output["cvr"].in_loss and by_output["cvr"].sample_space_label == "click"
+    assert by_output["ctcvr"].labels == ("click", "conversion") and by_output["ctcvr"].sample_space_label is None
+    assert by_output["dwell"].log_space and by_output["dwell"].sample_space_label == "click"
+
+
+def test_independent_objectives_restrict_cvr_to_clicked_impressions():
+    by_output = {o.output: o for o in objectives(TASKS, None)}
+    assert by_output["cvr"].in_loss and by_output["cvr"].sample_space_label == "click"
+    assert "ctcvr" not in by_output
+
+
+def _batch():
+    features = dummy_features(MODEL_INPUTS, batch=4)
+    features.update(click=tf.constant([1.0, 0, 1, 0]), conversion=tf.constant([1.0, 0, 0, 0]),
+                    dwell_time=tf.constant([30.0, 0, 5, 0]))
+    return features
+
+
+def test_esmm_outputs_the_product_of_probabilities():
+    ranker = MultiTaskRanker(MODEL_INPUTS, TASKS, structure="esmm", esmm=ESMM, bottom_units=[8], tower_units=[4])
+    outputs = ranker(_batch())
+    assert set(outputs) == {"ctr", "cvr", "dwell", "ctcvr"}
+    np.testing.assert_allclose(outputs["ctcvr"], outputs["ctr"] * outputs["cvr"], rtol=1e-6)
+    assert all(v.shape == (4,) for v in outputs.values())
+
+
+def test_conversion_labels_outside_the_sample_space_do_not_change_the_independent_loss():
+    tf.keras.utils.set_random_seed(1)
+    ranker = MultiTaskRanker(MODEL_INPUTS, TASKS, bottom_units=[8], tower_units=[4])
+    batch = _batch()
+    loss = ranker.compute_loss(batch)
+    batch["conversion"] = tf.constant([1.0, 1, 0, 1])  # rows 2 and 4 are not clicked
+    np.testing.assert_allclose(ranker.compute_loss(batch), loss, rtol=1e-6)
+    batch["conversion"] = tf.constant([0.0, 0, 0, 0])  # row 1 is clicked: this must matter
+    assert abs(float(ranker.compute_loss(batch)) - float(loss)) > 1e-4
+
+
+def test_ranker_config_round_trips():
+    ranker = MultiTaskRanker(MODEL_INPUTS, TASKS, structure="esmm", esmm=ESMM, bottom_units=[8], tower_units=[4])
+    clone = MultiTaskRanker.from_config(ranker.get_config())
+    assert set(clone(_batch())) == {"ctr", "cvr", "dwell", "ctcvr"}
