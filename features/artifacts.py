@@ -4,8 +4,8 @@
     <artifacts>/transform_fn/, transformed_metadata/, metadata/   tf.Transform output
     <artifacts>/dead_letter/*.jsonl   rejected rows with reasons
     <artifacts>/manifest.json   counts, vocabulary sizes, model inputs
-    <artifacts>/model/   weights, checkpoints, TensorBoard logs, training.json
-    <artifacts>/evaluation/   evaluation.json, summary.txt
+    <model_dir>/   weights, checkpoints, TensorBoard logs, training.json (default <artifacts>/model)
+    <model_dir>/evaluation/   evaluation.json, summary.txt
 """
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ from pathlib import Path
 @dataclasses.dataclass(frozen=True)
 class Artifacts:
     root: Path
+    model_dir: Path | None = None
+
+    @classmethod
+    def of(cls, config) -> "Artifacts":
+        return cls(config.artifacts, config.model_dir)
 
     @property
     def manifest_path(self) -> Path:
@@ -35,13 +40,9 @@ class Artifacts:
         return self.root / "dead_letter"
 
     @property
-    def model_dir(self) -> Path:
-        return self.root / "model"
-
-    @property
     def weights_path(self) -> Path:
         return self.model_dir / "weights" / "ranker"
 
     @property
     def evaluation_dir(self) -> Path:
-        return self.root / "evaluation"
+        return self.model_dir / "evaluation"

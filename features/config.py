@@ -99,6 +99,7 @@ class ModelConfig(_Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     activation: str = "relu"
     l2: float = Field(0.0, ge=0.0)
+    embedding_l2: float = Field(0.0, ge=0.0)
 
 
 class TrainingConfig(_Section):
@@ -108,6 +109,7 @@ class TrainingConfig(_Section):
     early_stopping_patience: int = Field(2, ge=0)
     shuffle_buffer: int = Field(10_000, gt=0)
     monitor: str = "val_total_loss"  # early stopping and best checkpoint; '..._auc' is maximised
+    model_dir: str | None = None  # default <artifacts_dir>/model; several models can share one dataset
 
 
 class InputConfig(_Section):
@@ -194,6 +196,10 @@ class Config(_Section):
     @property
     def artifacts(self) -> Path:
         return Path(self.artifacts_dir or f"artifacts/{self.name}")
+
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.training.model_dir) if self.training.model_dir else self.artifacts / "model"
 
     @property
     def served_model_dir(self) -> Path:

@@ -28,11 +28,15 @@ def _matched_files(pattern: str) -> list[str]:
 
 
 def _csv_header(path: str) -> list[str]:
-    with FileSystems.open(path) as handle:  # decompresses .gz by extension
-        first_line = io.TextIOWrapper(handle, encoding="utf-8").readline()
+    first_line = _first_lines(path, 1)
     if not first_line.strip():
         raise InputError(f"input.path: '{path}' is empty (expected a CSV header line)")
     return next(csv.reader([first_line]))
+
+
+def _first_lines(path: str, count: int) -> str:
+    with FileSystems.open(path) as handle:  # decompresses .gz by extension
+        return "".join(handle.readline().decode("utf-8") for _ in range(count))
 
 
 def _parquet_columns(path: str) -> list[str]:
@@ -74,7 +78,5 @@ def read_sample_rows(config: Config, count: int) -> list[dict]:
         with FileSystems.open(first) as handle:
             frame = pq.ParquetFile(handle).read_row_group(0).to_pandas().head(count)
     else:
-        with FileSystems.open(first) as handle:
-            frame = pd.read_csv(io.TextIOWrapper(handle, encoding="utf-8"), dtype=str,
-                                keep_default_na=False, nrows=count)
+        frame = pd.read_csv(io.StringIO(_first_lines(first, count + 1)), dtype=str, keep_default_na=False)
     return frame.to_dict(orient="records")

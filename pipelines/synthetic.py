@@ -83,9 +83,16 @@ CALIBRATION_ROWS = 20_000
 # Click model: logit = intercept + sum of the weighted terms below.
 CLICK_AFFINITY_WEIGHT = 1.0  # on user.item latent dot / sqrt(LATENT_DIM)
 CATEGORY_PREFERENCE_STRENGTHS = (1.2, 0.8, 0.5)  # a user's 1st, 2nd, 3rd favourite category
+# Demographic segments (gender x age band) have their own category tastes, the
+# kind of feature cross a ranker must learn; a small Dirichlet concentration
+# makes segments' tastes sharp.
+AGE_BAND_EDGES = (25, 35, 45, 55)
+SEGMENT_TASTE_CONCENTRATION = 0.15
+SEGMENT_TASTE_SHARE = 0.8  # the rest of a user's taste follows the catalogue's category mix
+YOUNG_PRICE_SENSITIVITY_BOOST = 0.5  # log-scale, for users under the first age band edge
 CLICK_QUALITY_WEIGHT = 0.4
 CLICK_ATTRACTIVENESS_WEIGHT = 1.0
-CLICK_POSITION_WEIGHT = 0.4  # times log(position)
+CLICK_POSITION_WEIGHT = 0.7  # times log(position): a strong slot bias, as in real feeds
 DEVICE_CLICK_EFFECT = np.array([0.10, 0.0, -0.25])  # aligned with DEVICES
 HOUR_CLICK_AMPLITUDE = 0.2  # sinusoid peaking at PEAK_HOUR
 PEAK_HOUR = 21
@@ -95,7 +102,11 @@ MEDIAN_ACTIVITY = 3.0
 # Conversion-given-click model: logit = intercept + terms below.
 CONVERSION_QUALITY_WEIGHT = 0.8
 CONVERSION_ATTRACTIVENESS_WEIGHT = -1.2  # clickbait converts worse
-CONVERSION_CATEGORY_WEIGHT = 0.4  # times the click model's category preference
+CONVERSION_CATEGORY_WEIGHT = 0.8  # times the click model's category preference
+# Users buy what matches their taste: the latent match that drives clicks also
+# drives conversion, so what the CTR task learns over all impressions is worth
+# sharing with the CVR task, whose clicked-only data is ten times smaller.
+CONVERSION_AFFINITY_WEIGHT = 1.0
 PRICE_CENTER_LOG = 3.4  # price sensitivity acts on log(price) - this
 
 # Downstream behaviour after a click.
@@ -196,21 +207,34 @@ def _labels(prefix: str, count: int) -> np.ndarray:
     return np.array([f"{prefix}{k}" for k in range(count)], dtype=object)
 
 
+def _segment_preferences(rng: np.random.Generator, gender: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """Each user's favourite categories, drawn from their demographic segment's tastes."""
+    segments = len(GENDERS) * (len(AGE_BAND_EDGES) + 1)
+    segment = gender * (len(AGE_BAND_EDGES) + 1) + np.digitize(age, AGE_BAND_EDGES)
+    catalogue_mix = _power_law_weights(NUM_CATEGORIES, 0.5)
+    tastes = (SEGMENT_TASTE_SHARE * rng.dirichlet(np.full(NUM_CATEGORIES, SEGMENT_TASTE_CONCENTRATION), segments)
+              + (1 - SEGMENT_TASTE_SHARE) * catalogue_mix / catalogue_mix.sum())
+    draws = len(CATEGORY_PREFERENCE_STRENGTHS)
+    return np.stack([_sample(_cdf(tastes[s]), rng, draws) for s in segment])
+
+
 def _make_users(rng: np.random.Generator, count: int, category_centroids: np.ndarray) -> _Users:
     """Users with demographics, an activity level and the latent tastes that drive clicks."""
-    category_share = _power_law_weights(NUM_CATEGORIES, 0.5)
-    preferred = _sample(_cdf(category_share), rng, (count, len(CATEGORY_PREFERENCE_STRENGTHS)))
+    age = np.clip(np.rint(rng.normal(35, 11, count)), 18, 70).astype(np.int64)
+    gender = rng.choice(len(GENDERS), count, p=GENDER_SHARE)
+    preferred = _segment_preferences(rng, gender, age)
     # Tastes lean towards the favourite category so latent and category signals agree.
     latent = 0.6 * category_centroids[preferred[:, 0]] + 0.8 * rng.standard_normal((count, LATENT_DIM))
     activity = np.round(rng.lognormal(np.log(MEDIAN_ACTIVITY), 0.6, count), 3)
+    young = age < AGE_BAND_EDGES[0]
     return _Users(
-        age=np.clip(np.rint(rng.normal(35, 11, count)), 18, 70).astype(np.int64),
-        gender=rng.choice(len(GENDERS), count, p=GENDER_SHARE),
+        age=age,
+        gender=gender,
         city=_sample(_cdf(_power_law_weights(NUM_CITIES, 1.0)), rng, count),
         activity=activity,
         latent=latent,
         preferred_categories=preferred,
-        price_sensitivity=rng.lognormal(np.log(0.6), 0.4, count),
+        price_sensitivity=rng.lognormal(np.log(0.6) + YOUNG_PRICE_SENSITIVITY_BOOST * young, 0.4, count),
         purchase_propensity=rng.normal(0.0, 0.5, count),
         sampling_cdf=_cdf(activity),  # active users appear more often
     )
@@ -293,6 +317,7 @@ def _conversion_terms(users: _Users, user: np.ndarray, items: _Items, item: np.n
     """Conversion-given-click logit less its intercept; defined for every impression."""
     return (
         CONVERSION_QUALITY_WEIGHT * items.quality[item]
+        + CONVERSION_AFFINITY_WEIGHT * _affinity(users, user, items, item)
         - users.price_sensitivity[user] * (np.log(items.price[item]) - PRICE_CENTER_LOG)
         + users.purchase_propensity[user]
         + CONVERSION_ATTRACTIVENESS_WEIGHT * items.attractiveness[item]

@@ -51,7 +51,7 @@ def _callbacks(config: Config, artifacts: Artifacts, verbose: bool) -> list:
 
 def train(config: Config, verbose: bool = True) -> dict:
     """Trains the configured ranker, saves its best weights and returns a training summary."""
-    artifacts = Artifacts(config.artifacts)
+    artifacts = Artifacts.of(config)
     manifest = artifacts.manifest()
     tf.keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
@@ -84,7 +84,7 @@ def train(config: Config, verbose: bool = True) -> dict:
 
 def load_trained_ranker(config: Config) -> MultiTaskRanker:
     """Rebuilds the configured ranker and restores the weights `train` saved."""
-    artifacts = Artifacts(config.artifacts)
+    artifacts = Artifacts.of(config)
     ranker = build_ranker(config, artifacts.manifest()["model_inputs"])
     ranker.load_weights(str(artifacts.weights_path)).expect_partial()
     return ranker

@@ -110,7 +110,7 @@ def _popularity_scores(config: Config, artifacts: Artifacts, spec: dict, item_id
 
 def evaluate(config: Config, ranker: tf.keras.Model) -> dict:
     """Scores the eval split and returns the report (also written as JSON and text)."""
-    artifacts = Artifacts(config.artifacts)
+    artifacts = Artifacts.of(config)
     spec = transformed_feature_spec(artifacts.root)
     dataset = make_dataset(split_files(artifacts.root, "eval"), spec, 4096)
     outputs, columns = predict(ranker, dataset, _columns_needed(config))

@@ -24,15 +24,17 @@ class FeatureEmbedding(tf.keras.layers.Layer):
     numeric features (already standardised by tf.Transform) pass through.
     """
 
-    def __init__(self, model_inputs: list[dict], **kwargs):
+    def __init__(self, model_inputs: list[dict], l2: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.model_inputs = [dict(spec) for spec in model_inputs]
+        self.l2 = l2
         self._tables = {}
         for spec in self.model_inputs:
             if spec["kind"] != "numeric" and spec["table"] not in self._tables:
                 self._tables[spec["table"]] = tf.keras.layers.Embedding(
                     spec["vocabulary_size"], spec["embedding_dim"],
                     embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.05),
+                    embeddings_regularizer=tf.keras.regularizers.l2(l2) if l2 else None,
                     name=f"{spec['table']}_embedding")
 
     def field_embeddings(self, features: dict) -> dict[str, tf.Tensor]:
@@ -52,4 +54,4 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         return tf.concat(list(self.field_embeddings(features).values()), axis=-1)
 
     def get_config(self):
-        return {**super().get_config(), "model_inputs": self.model_inputs}
+        return {**super().get_config(), "model_inputs": self.model_inputs, "l2": self.l2}

@@ -70,14 +70,15 @@ class MultiTaskRanker(tfrs.models.Model):
 
     def __init__(self, model_inputs: list[dict], tasks: list[dict], structure: str = "independent",
                  esmm: dict | None = None, bottom_units=(256, 128), tower_units=(64,),
-                 dropout: float = 0.0, activation: str = "relu", l2: float = 0.0, **kwargs):
+                 dropout: float = 0.0, activation: str = "relu", l2: float = 0.0,
+                 embedding_l2: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self._config = dict(model_inputs=model_inputs, tasks=tasks, structure=structure, esmm=esmm,
                             bottom_units=list(bottom_units), tower_units=list(tower_units),
-                            dropout=dropout, activation=activation, l2=l2)
+                            dropout=dropout, activation=activation, l2=l2, embedding_l2=embedding_l2)
         self.tasks_config = [dict(t) for t in tasks]
         self.esmm = dict(esmm) if structure == "esmm" else None
-        self.embedding = FeatureEmbedding(model_inputs, name="embedding")
+        self.embedding = FeatureEmbedding(model_inputs, embedding_l2, name="embedding")
         self.bottom = MLP(bottom_units, activation, dropout, l2, name="shared_bottom")
         self.towers = {t["name"]: MLP(tower_units, activation, dropout, l2, name=f"{t['name']}_tower")
                        for t in tasks}
@@ -144,6 +145,7 @@ def build_ranker(config, model_inputs: list[dict]) -> MultiTaskRanker:
         model_inputs=model_inputs, tasks=[t.model_dump() for t in config.tasks],
         structure=model.structure, esmm=model.esmm.model_dump() if model.esmm else None,
         bottom_units=model.bottom_units, tower_units=model.tower_units, dropout=model.dropout,
-        activation=model.activation, l2=model.l2, name=f"{config.name}_ranker")
+        activation=model.activation, l2=model.l2, embedding_l2=model.embedding_l2,
+        name=f"{config.name}_ranker")
     ranker(dummy_features(model_inputs))
     return ranker
