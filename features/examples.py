@@ -15,8 +15,8 @@ def _feature(column_type: str, value) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(v).encode("utf-8") for v in items]))
 
 
-def to_example(config: Config, row: dict) -> bytes:
-    """Serializes a typed row's feature columns (labels and truth are left out, as at serving time)."""
+def to_example(config: Config, row: dict, columns: list[str] | None = None) -> bytes:
+    """Serializes a typed row's `columns`; by default its feature columns only, as at serving time."""
     features = {name: _feature(config.column(name).type, row[name])
-                for name in config.feature_columns if name in row}
+                for name in (columns or config.feature_columns) if name in row}
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
