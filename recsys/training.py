@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 
 import tensorflow as tf
@@ -50,7 +51,10 @@ def _callbacks(config: Config, artifacts: Artifacts, verbose: bool) -> list:
 
 
 def train(config: Config, verbose: bool = True) -> dict:
-    """Trains the configured ranker, saves its best weights and returns a training summary."""
+    """Trains the configured ranker, saves its best weights and returns a training summary.
+
+    Progress: a live bar on a terminal, one line per epoch otherwise, nothing if not `verbose`.
+    """
     artifacts = Artifacts.of(config)
     manifest = artifacts.manifest()
     tf.keras.utils.set_random_seed(config.seed)
@@ -66,7 +70,7 @@ def train(config: Config, verbose: bool = True) -> dict:
     started = time.monotonic()
     history = ranker.fit(train_data, validation_data=eval_data, epochs=training.epochs,
                          callbacks=_callbacks(config, artifacts, verbose) + [clock],
-                         verbose=1 if verbose else 0)
+                         verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0)
     seconds = time.monotonic() - started
     ranker.save_weights(str(artifacts.weights_path))
     epochs_run = len(history.history["loss"])

@@ -22,7 +22,7 @@ from tests.conftest import SAMPLE_CONFIG
 
 pytestmark = pytest.mark.slow
 
-ROWS = 20_000
+ROWS = 40_000
 # (impression_id, column to break, value, expected reason)
 BAD_ROWS = [
     ("bad_nan_price", "item_price", "nan", "not_finite"),
@@ -118,7 +118,7 @@ def test_bad_rows_are_dead_letters_with_their_reasons_and_nowhere_else(esmm_conf
 def test_the_ranker_beats_the_popularity_baseline(esmm_report):
     ctr = esmm_report["tasks"]["ctr"]["auc"]
     baseline = esmm_report["baselines"]["item_popularity"]["ctr_auc"]
-    assert ctr > baseline + 0.015, (ctr, baseline)
+    assert ctr > baseline + 0.03, (ctr, baseline)
     assert esmm_report["tasks"]["ctr"]["gauc"]["groups"] > 100
 
 
