@@ -87,7 +87,7 @@ def _task_metrics(config: Config, outputs: dict, columns: dict) -> dict:
     if chain:
         ctr, cvr, ctcvr = chain
         labels = columns[config.task(ctr).label] * columns[config.task(cvr).label]
-        scores = outputs.get(ctcvr, outputs[ctr] * outputs[cvr])
+        scores = _scores(config, outputs, ctcvr)
         result[ctcvr] = {"sample_space": "all", **_binary_metrics(labels, scores, np.ones(rows))}
     return result
 
@@ -121,13 +121,16 @@ def evaluate(config: Config, ranker: tf.keras.Model) -> dict:
         report["baselines"] = {"item_popularity": {
             "ctr_auc": metrics.auc(columns[click_task(config).label], baseline)}}
     if config.evaluation.truth:
-        report["truth"] = {name: metrics.truth_error(columns[column], outputs.get(name, _product(config, outputs)))
+        report["truth"] = {name: metrics.truth_error(columns[column], _scores(config, outputs, name))
                            for name, column in config.evaluation.truth.items()}
     write_report(report, artifacts.evaluation_dir)
     return report
 
 
-def _product(config: Config, outputs: dict) -> np.ndarray:
+def _scores(config: Config, outputs: dict, name: str) -> np.ndarray:
+    """A model output, or for a non-ESMM model the funnel product pCTR × pCVR named like ESMM's."""
+    if name in outputs:
+        return outputs[name]
     ctr, cvr, _ = funnel(config)
     return outputs[ctr] * outputs[cvr]
 
@@ -141,6 +144,10 @@ def summary_text(report: dict) -> str:
         lines.append(f"{name:<10}{m['sample_space']:<8}{m['rows']:>8}{m.get('auc', float('nan')):>8.4f}"
                      f"{gauc:>8.4f}{m.get('logloss', float('nan')):>9.4f}{m.get('calibration', float('nan')):>7.3f}"
                      f"{m.get('rmse', float('nan')):>8.3f}")
+    for name, m in report["tasks"].items():
+        if "gauc" in m:
+            lines.append(f"GAUC of {name}: {m['gauc']['groups']} groups with both classes, "
+                         f"{m['gauc']['groups_skipped']} single-class groups skipped")
     for name, baseline in report.get("baselines", {}).items():
         lines += ["", f"baseline {name}: CTR AUC {baseline['ctr_auc']:.4f}"]
     if "truth" in report:
