@@ -93,7 +93,8 @@ def cmd_score(args, config: Config):
         except RowError:
             continue
     rows = rows[:args.rows]
-    scores = model.score([to_example(config, row) for row in rows])
+    served = model.score([to_example(config, row) for row in rows])
+    scores = {name: served[name] for name in config.output_names}
     print(f"scored {len(rows)} raw rows with {model.version_dir}")
     truth = config.evaluation.truth
     header = "".join(f"{name:>10}" for name in scores) + "".join(f"{'true_' + n:>12}" for n in truth)

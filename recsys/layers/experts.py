@@ -22,6 +22,8 @@ class ExpertGroup(tf.keras.layers.Layer):
     def __init__(self, num_experts: int, units: list[int], activation: str = "relu",
                  dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
+        if num_experts and not units:
+            raise ValueError("an expert needs at least one layer: identical identity experts mix to nothing")
         self.num_experts, self.units = num_experts, list(units)
         self.activation, self.dropout = activation, dropout
         self.experts = [MLP(self.units, activation, dropout, name=f"expert{i}") for i in range(num_experts)]
