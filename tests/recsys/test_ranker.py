@@ -56,3 +56,19 @@ def test_ranker_config_round_trips():
     ranker = MultiTaskRanker(MODEL_INPUTS, TASKS, structure="esmm", esmm=ESMM, bottom_units=[8], tower_units=[4])
     clone = MultiTaskRanker.from_config(ranker.get_config())
     assert set(clone(_batch())) == {"ctr", "cvr", "dwell", "ctcvr"}
+
+
+def _fit_once(seed: int) -> list:
+    tf.keras.utils.set_random_seed(seed)
+    ranker = MultiTaskRanker(MODEL_INPUTS, TASKS, structure="esmm", esmm=ESMM, bottom_units=[8], tower_units=[4],
+                             dropout=0.2)
+    ranker.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+    dataset = tf.data.Dataset.from_tensors(_batch()).repeat(5)
+    ranker.fit(dataset, epochs=1, verbose=0)
+    return [w.numpy() for w in ranker.trainable_weights]
+
+
+def test_training_is_reproducible_with_a_seed():
+    first, again, other = _fit_once(7), _fit_once(7), _fit_once(8)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
