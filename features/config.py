@@ -90,10 +90,21 @@ class Esmm(_Section):
     ctcvr_name: str = "ctcvr"
 
 
+class ExpertsConfig(_Section):
+    """Expert counts and shapes for the mixture-of-experts backbones."""
+
+    num_experts: int = Field(4, gt=0, description="MMoE: experts shared by all tasks")
+    task_experts: int = Field(2, gt=0, description="PLE/CGC/AdaTT: experts per task per level")
+    shared_experts: int = Field(1, ge=0, description="PLE/CGC (at least 1) and AdaTT (0 allowed)")
+    num_levels: int = Field(2, gt=0, description="PLE/AdaTT levels; CGC is always one")
+    units: list[int] = Field([64], min_length=1, description="each expert's MLP")
+
+
 class ModelConfig(_Section):
-    backbone: Literal["shared_bottom"] = "shared_bottom"
+    backbone: Literal["shared_bottom", "mmoe", "ple", "cgc", "adatt"] = "shared_bottom"
     structure: Literal["independent", "esmm"] = "independent"
     esmm: Esmm | None = None
+    experts: ExpertsConfig = ExpertsConfig()
     bottom_units: list[int] = [256, 128]
     tower_units: list[int] = [64]
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -381,6 +392,12 @@ def _other_problems(config: Config, columns: dict[str, Column]):
     if config.evaluation.group_by and config.evaluation.group_by not in {f.name for f in config.features}:
         yield f"evaluation.group_by: no feature named '{config.evaluation.group_by}'"
     yield from _esmm_problems(config)
+    yield from _backbone_problems(config)
+
+
+def _backbone_problems(config: Config):
+    if config.model.backbone in ("ple", "cgc") and config.model.experts.shared_experts < 1:
+        yield f"model.experts.shared_experts: {config.model.backbone} needs at least one shared expert"
 
 
 def _esmm_problems(config: Config):

@@ -17,6 +17,7 @@ from features.artifacts import Artifacts
 from features.config import Config
 from recsys.data import make_dataset, split_files, transformed_feature_spec
 from recsys.evaluation import metrics
+from recsys.evaluation.gates import expert_utilisation, plot_expert_utilisation
 
 _POPULARITY_SMOOTHING = 20.0  # pseudo-impressions at the global CTR for items seen rarely
 
@@ -123,7 +124,12 @@ def evaluate(config: Config, ranker: tf.keras.Model) -> dict:
     if config.evaluation.truth:
         report["truth"] = {name: metrics.truth_error(columns[column], _scores(config, outputs, name))
                            for name, column in config.evaluation.truth.items()}
+    utilisation = expert_utilisation(ranker, dataset)
+    if utilisation:
+        report["expert_utilisation"] = utilisation
     write_report(report, artifacts.evaluation_dir)
+    if utilisation:
+        plot_expert_utilisation(utilisation, artifacts.evaluation_dir / "expert_utilisation.png")
     return report
 
 
@@ -150,6 +156,8 @@ def summary_text(report: dict) -> str:
                          f"{m['gauc']['groups_skipped']} single-class groups skipped")
     for name, baseline in report.get("baselines", {}).items():
         lines += ["", f"baseline {name}: CTR AUC {baseline['ctr_auc']:.4f}"]
+    for gate, weights in report.get("expert_utilisation", {}).items():
+        lines.append(f"gate {gate}: " + ", ".join(f"{e} {w:.2f}" for e, w in weights.items()))
     if "truth" in report:
         lines += ["", "error against the true probabilities (all eval impressions):"]
         lines += [f"  {name:<8} MAE {e['mae']:.4f}  RMSE {e['rmse']:.4f}  bias {e['bias']:+.4f}"

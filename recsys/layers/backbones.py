@@ -156,7 +156,8 @@ class CGCLevel(tf.keras.layers.Layer):
             outputs.append(output)
         shared_output = None
         if self.shared_gate is not None:
-            shared_output, gates["shared"] = self.shared_gate(shared_input, sum(task_experts, []) + shared_experts)
+            every_expert = sum(task_experts, []) + shared_experts
+            shared_output, gates["shared"] = self.shared_gate(shared_input, every_expert)
         return outputs, shared_output, gates
 
     def expert_names(self) -> dict[str, list[str]]:
@@ -198,7 +199,7 @@ class PLE(MultiTaskBackbone):
     def mix(self, task_inputs, shared_input, training):
         per_level = []
         for level in self.levels:
-            task_inputs, _, gates = level(task_inputs, shared_input, training=training)
+            task_inputs, shared_input, gates = level(task_inputs, shared_input, training=training)
             per_level.append(gates)
         return task_inputs, by_level(per_level)
 
@@ -272,7 +273,8 @@ class AdaTT(MultiTaskBackbone):
     """
 
     def __init__(self, num_tasks: int, num_levels: int, task_experts: int, shared_experts: int = 0,
-                 expert_units: list[int] | None = None, activation: str = "relu", dropout: float = 0.0, **kwargs):
+                 expert_units: list[int] | None = None, activation: str = "relu", dropout: float = 0.0,
+                 **kwargs):
         super().__init__(num_tasks, activation, dropout, **kwargs)
         if num_levels < 1:
             raise ValueError(f"num_levels must be at least 1, got {num_levels}")

@@ -1,4 +1,7 @@
-"""The multi-task ranker: embeddings → bottom → one tower per task → heads, as a TFRS model.
+"""The multi-task ranker: embeddings → bottom → backbone → one tower per task → heads, as a TFRS model.
+
+The backbone (none, MMoE, PLE/CGC or AdaTT) turns the bottom's output into one
+representation per task; any backbone works with either head structure.
 
 The head structure is either independent (one probability or value per task)
 or ESMM (Ma et al., SIGIR 2018): pCTCVR = pCTR × pCVR, trained with losses on
@@ -8,11 +11,12 @@ learns from the whole impression space instead of the biased clicked subset.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from recsys.layers import MLP, FeatureEmbedding
+from recsys.layers import MLP, PLE, AdaTT, FeatureEmbedding, MMoE, SharedBottom
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +62,20 @@ def _ranking_task(objective: Objective) -> tfrs.tasks.Ranking:
         loss_metrics=[tf.keras.metrics.Mean(name=f"{name}_loss")], name=f"{name}_task")
 
 
+def make_backbone(name: str, num_tasks: int, experts: dict, activation: str, dropout: float):
+    """The mixture-of-experts layer a config names, or None for a plain shared bottom."""
+    common = dict(num_tasks=num_tasks, activation=activation, dropout=dropout, name=f"{name}_backbone")
+    if name == "mmoe":
+        return MMoE(num_experts=experts["num_experts"], expert_units=experts["units"], **common)
+    if name in ("ple", "cgc"):
+        return PLE(num_levels=1 if name == "cgc" else experts["num_levels"], task_experts=experts["task_experts"],
+                   shared_experts=experts["shared_experts"], expert_units=experts["units"], **common)
+    if name == "adatt":
+        return AdaTT(num_levels=experts["num_levels"], task_experts=experts["task_experts"],
+                     shared_experts=experts["shared_experts"], expert_units=experts["units"], **common)
+    return None
+
+
 class MultiTaskRanker(tfrs.models.Model):
     """A shared-bottom multi-task ranker whose outputs are a dict keyed by task, shape [batch].
 
@@ -65,21 +83,25 @@ class MultiTaskRanker(tfrs.models.Model):
       model_inputs: the pipeline manifest's model-input contract.
       tasks: the config's tasks as dicts (name, label, type, sample_space, weight, label_transform).
       structure: "independent" or "esmm"; `esmm` names the ctr and cvr tasks and the product output.
-      bottom_units, tower_units, dropout, activation, l2: the MLPs' shapes.
+      backbone: "shared_bottom" (towers read the bottom), "mmoe", "ple", "cgc" or "adatt";
+        `experts` holds the expert counts and shapes (see `features.config.ExpertsConfig`).
+      bottom_units, tower_units, dropout, activation, l2, embedding_l2: MLP shapes and regularisation.
     """
 
     def __init__(self, model_inputs: list[dict], tasks: list[dict], structure: str = "independent",
-                 esmm: dict | None = None, bottom_units=(256, 128), tower_units=(64,),
-                 dropout: float = 0.0, activation: str = "relu", l2: float = 0.0,
-                 embedding_l2: float = 0.0, **kwargs):
+                 esmm: dict | None = None, backbone: str = "shared_bottom", experts: dict | None = None,
+                 bottom_units=(256, 128), tower_units=(64,), dropout: float = 0.0, activation: str = "relu",
+                 l2: float = 0.0, embedding_l2: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self._config = dict(model_inputs=model_inputs, tasks=tasks, structure=structure, esmm=esmm,
-                            bottom_units=list(bottom_units), tower_units=list(tower_units),
-                            dropout=dropout, activation=activation, l2=l2, embedding_l2=embedding_l2)
+                            backbone=backbone, experts=experts, bottom_units=list(bottom_units),
+                            tower_units=list(tower_units), dropout=dropout, activation=activation, l2=l2,
+                            embedding_l2=embedding_l2)
         self.tasks_config = [dict(t) for t in tasks]
         self.esmm = dict(esmm) if structure == "esmm" else None
         self.embedding = FeatureEmbedding(model_inputs, embedding_l2, name="embedding")
-        self.bottom = MLP(bottom_units, activation, dropout, l2, name="shared_bottom")
+        self.bottom = SharedBottom(len(tasks), list(bottom_units), activation, dropout, name="shared_bottom")
+        self.backbone = make_backbone(backbone, len(tasks), experts or {}, activation, dropout)
         self.towers = {t["name"]: MLP(tower_units, activation, dropout, l2, name=f"{t['name']}_tower")
                        for t in tasks}
         self.heads = {t["name"]: tf.keras.layers.Dense(1, name=f"{t['name']}_head") for t in tasks}
@@ -87,11 +109,11 @@ class MultiTaskRanker(tfrs.models.Model):
         self.ranking_tasks = {o.output: _ranking_task(o) for o in self.objectives}
 
     def call(self, features: dict, training: bool = False) -> dict[str, tf.Tensor]:
-        shared = self.bottom(self.embedding(features), training=training)
+        task_inputs, _ = self._task_representations(features, training)
         outputs = {}
-        for task in self.tasks_config:
+        for task, task_input in zip(self.tasks_config, task_inputs):
             name = task["name"]
-            head = tf.squeeze(self.heads[name](self.towers[name](shared, training=training)), axis=-1)
+            head = tf.squeeze(self.heads[name](self.towers[name](task_input, training=training)), axis=-1)
             if task["type"] == "binary":
                 outputs[name] = tf.sigmoid(head)
             else:
@@ -100,6 +122,27 @@ class MultiTaskRanker(tfrs.models.Model):
             # Multiply probabilities, not logits: pCTCVR = pCTR × pCVR.
             outputs[self.esmm["ctcvr_name"]] = outputs[self.esmm["ctr_task"]] * outputs[self.esmm["cvr_task"]]
         return outputs
+
+    def _task_representations(self, features: dict, training: bool) -> tuple[list, dict]:
+        task_inputs = self.bottom(self.embedding(features), training=training)
+        if self.backbone is None:
+            return task_inputs, {}
+        return self.backbone(task_inputs, training=training, return_gates=True)
+
+    def _with_task_names(self, label: str) -> str:
+        """"level1/task0" → "level1/ctr": backbones number tasks, people name them."""
+        return re.sub(r"task(\d+)", lambda m: self.tasks_config[int(m.group(1))]["name"], label)
+
+    def gate_weights(self, features: dict) -> dict[str, tf.Tensor]:
+        """Each backbone gate's softmax weights [batch, experts], keyed like `expert_names`."""
+        gates = self._task_representations(features, training=False)[1]
+        return {self._with_task_names(gate): weights for gate, weights in gates.items()}
+
+    def expert_names(self) -> dict[str, list[str]]:
+        """For each gate (e.g. "level1/ctr"), the experts it mixes (e.g. "ctr_expert0", "shared_expert0")."""
+        names = self.backbone.expert_names() if self.backbone is not None else {}
+        return {self._with_task_names(gate): [self._with_task_names(e) for e in experts]
+                for gate, experts in names.items()}
 
     def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
         outputs = self(features, training=training)
@@ -144,6 +187,7 @@ def build_ranker(config, model_inputs: list[dict]) -> MultiTaskRanker:
     ranker = MultiTaskRanker(
         model_inputs=model_inputs, tasks=[t.model_dump() for t in config.tasks],
         structure=model.structure, esmm=model.esmm.model_dump() if model.esmm else None,
+        backbone=model.backbone, experts=model.experts.model_dump(),
         bottom_units=model.bottom_units, tower_units=model.tower_units, dropout=model.dropout,
         activation=model.activation, l2=model.l2, embedding_l2=model.embedding_l2,
         name=f"{config.name}_ranker")

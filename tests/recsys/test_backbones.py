@@ -96,8 +96,9 @@ def test_gradients_reach_every_variable(backbone):
         assert np.any(gradient.numpy() != 0), variable.name
 
 
-def test_mmoe_task_gate_reads_only_its_own_input():
-    layer = MMoE(TASKS, 3, [8, WIDTH])
+@pytest.mark.parametrize("name", ["mmoe", "cgc", "ple", "adatt", "adatt_sp"])
+def test_level1_task_gate_reads_only_its_own_input(name):
+    layer = BACKBONES[name]()
     inputs = task_inputs()
     changed = [inputs[0], inputs[1] + 1.0, inputs[2]]
     (outputs, gates), (changed_outputs, changed_gates) = (
@@ -105,7 +106,7 @@ def test_mmoe_task_gate_reads_only_its_own_input():
     np.testing.assert_allclose(gates["level1/task0"], changed_gates["level1/task0"])
     np.testing.assert_allclose(gates["level1/task2"], changed_gates["level1/task2"])
     assert not np.allclose(gates["level1/task1"], changed_gates["level1/task1"])
-    # the experts read the mean of the inputs, so task 0's output still moves
+    # yet task 0's output moves: it mixes experts that read inputs[1] or the mean
     assert not np.allclose(outputs[0], changed_outputs[0])
 
 
@@ -144,7 +145,8 @@ def test_ple_level2_gates_are_computed_from_the_level1_outputs():
     level1_outputs, level1_shared, _ = layer.levels[0](inputs, mean_of(inputs))
     for k in range(TASKS):
         gate = layer.levels[1].task_gates[k].gate
-        np.testing.assert_allclose(gates[f"level2/task{k}"], tf.nn.softmax(gate(level1_outputs[k])), rtol=1e-5)
+        expected = tf.nn.softmax(gate(level1_outputs[k]))
+        np.testing.assert_allclose(gates[f"level2/task{k}"], expected, rtol=1e-5)
         assert not np.allclose(gates[f"level2/task{k}"], tf.nn.softmax(gate(level1_shared)), atol=1e-4)
     final_outputs, no_shared, _ = layer.levels[1](level1_outputs, level1_shared)
     np.testing.assert_allclose(layer(inputs)[0], final_outputs[0], rtol=1e-5)
@@ -153,15 +155,15 @@ def test_ple_level2_gates_are_computed_from_the_level1_outputs():
 
 def test_adatt_output_is_the_gated_mixture_plus_the_native_expert_residual():
     layer = AdaTT(TASKS, 1, 2, 1, [8, WIDTH])
-    x = normal(BATCH, DIM)
-    layer(x)
+    inputs = task_inputs()
+    layer(inputs)
     level = layer.levels[0]
     for weights in level.native_weights:
-        np.testing.assert_array_equal(weights, [1.0, 1.0])  # the paper's residual starts as a plain sum
+        np.testing.assert_array_equal(weights, [1.0, 1.0])  # initially a plain sum of the native experts
         weights.assign([0.5, -2.0])
-    outputs, gates = layer(x, return_gates=True)
-    own = [tf.stack(group(x), axis=1) for group in level.task_groups]
-    every = tf.concat(own + [tf.stack(level.shared_group(x), axis=1)], axis=1)
+    outputs, gates = layer(inputs, return_gates=True)
+    own = [tf.stack(group(x), axis=1) for group, x in zip(level.task_groups, inputs)]
+    every = tf.concat(own + [tf.stack(level.shared_group(mean_of(inputs)), axis=1)], axis=1)
     for k in range(TASKS):
         mixture = tf.einsum("be,bed->bd", gates[f"level1/task{k}"], every)
         residual = tf.einsum("e,bed->bd", tf.constant([0.5, -2.0]), own[k])

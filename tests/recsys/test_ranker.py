@@ -72,3 +72,17 @@ def test_training_is_reproducible_with_a_seed():
     first, again, other = _fit_once(7), _fit_once(7), _fit_once(8)
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_every_backbone_gives_per_task_outputs_and_named_gates():
+    experts = {"num_experts": 3, "task_experts": 2, "shared_experts": 1, "num_levels": 2, "units": [4]}
+    for backbone in ("mmoe", "cgc", "ple", "adatt"):
+        ranker = MultiTaskRanker(MODEL_INPUTS, TASKS, structure="esmm", esmm=ESMM, backbone=backbone,
+                                 experts=experts, bottom_units=[], tower_units=[4])
+        assert set(ranker(_batch())) == {"ctr", "cvr", "dwell", "ctcvr"}
+        gates, names = ranker.gate_weights(_batch()), ranker.expert_names()
+        assert set(gates) == set(names) and "level1/ctr" in gates, backbone
+        for gate, weights in gates.items():
+            assert weights.shape == (4, len(names[gate]))
+            np.testing.assert_allclose(tf.reduce_sum(weights, axis=-1), 1.0, rtol=1e-5)
+    assert "ctr_expert0" in names["level1/cvr"]  # AdaTT: every task's experts in every gate
