@@ -219,9 +219,7 @@ class Config(_Section):
         return base / self.export.model_name
 
 
-def load_config(path: str | Path) -> Config:
-    """Reads and validates a YAML config; relative input paths are relative to the file."""
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError as err:
@@ -230,7 +228,37 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    config = parse_config(raw, source=str(path))
+    return raw
+
+
+def _merged(base: dict, override: dict) -> dict:
+    """`override` on top of `base`: mappings merge key by key, anything else (lists too) replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        both_maps = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _merged(base[key], value) if both_maps else value
+    return merged
+
+
+def _read_with_base(path: Path, seen: tuple = ()) -> dict:
+    """A config file, on top of the file its `base:` key names (relative to it), recursively."""
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: base: configs include each other in a cycle")
+    raw = _read_yaml(path)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    return _merged(_read_with_base(path.parent / base, seen + (path.resolve(),)), raw)
+
+
+def load_config(path: str | Path) -> Config:
+    """Reads and validates a YAML config; relative input paths are relative to the file.
+
+    A config may start from another with `base: other.yaml` and override only
+    what differs (mappings merge; lists and values replace).
+    """
+    path = Path(path)
+    config = parse_config(_read_with_base(path), source=str(path))
     input_path = Path(config.input.path)
     if not input_path.is_absolute() and "://" not in config.input.path:
         resolved = (path.parent / input_path).as_posix()

@@ -60,3 +60,24 @@ def test_missing_file_and_bad_yaml(tmp_path):
     broken.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(broken)
+
+
+def test_a_config_can_start_from_a_base_and_override_parts(tmp_path):
+    (tmp_path / "base.yaml").write_text(SAMPLE_CONFIG.read_text().replace(
+        "synthetic_sample.csv.gz", str(SAMPLE_CONFIG.parent / "synthetic_sample.csv.gz")))
+    (tmp_path / "child.yaml").write_text(
+        "base: base.yaml\nmodel: {backbone: mmoe, experts: {num_experts: 6}}\ntasks: [{name: ctr, label: click}]\n"
+        "model_esmm_off: 1\n")
+    with pytest.raises(ConfigError, match="model_esmm_off: unknown key"):
+        load_config(tmp_path / "child.yaml")
+    (tmp_path / "child.yaml").write_text(
+        "base: base.yaml\nmodel: {backbone: mmoe, experts: {num_experts: 6}}\n")
+    config = load_config(tmp_path / "child.yaml")
+    assert config.model.backbone == "mmoe" and config.model.experts.num_experts == 6
+    assert config.model.experts.units == [64] and config.model.tower_units == [128, 64]  # kept from the base
+    assert config.name == "synthetic_funnel"
+
+
+def test_every_bundled_config_loads():
+    for path in SAMPLE_CONFIG.parent.glob("*.yaml"):
+        assert load_config(path).input.path.endswith("synthetic_sample.csv.gz")
