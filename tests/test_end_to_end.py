@@ -139,32 +139,55 @@ def test_esmm_pcvr_is_closer_to_the_truth_than_a_clicked_only_cvr_model(workdir,
     assert esmm_error["rmse"] < naive_error["rmse"], (esmm_error, naive_error)
 
 
-def test_exported_model_scores_raw_examples_exactly_like_the_trained_model(esmm_config_path, esmm_report):
+def _served_and_in_memory(config, ranker, version_dir, rows: int = 300):
+    """Scores of the same eval rows: raw tf.Examples through the SavedModel, and the Beam-transformed
+    rows through the in-memory ranker (matched by their true CTR, unique per row)."""
     from features.examples import to_example
     from pipelines.split import EVAL, split_of
     from pipelines.validation import RowValidator
     from recsys.data import make_dataset, split_files, transformed_feature_spec
     from recsys.evaluation.evaluate import predict
-    from recsys.training import load_trained_ranker
-    from serving.scoring import ExportedModel, latest_version
+    from serving.scoring import ExportedModel
 
-    config = load_config(esmm_config_path)
-    assert main(["export", "--config", str(esmm_config_path)]) == 0
-    exported = ExportedModel(latest_version(config.served_model_dir))
-
-    # In memory: the ranker on the rows the Beam pipeline transformed.
     artifacts = Artifacts.of(config)
     dataset = make_dataset(split_files(artifacts.root, "eval"), transformed_feature_spec(artifacts.root), 1024)
-    outputs, columns = predict(load_trained_ranker(config), dataset, ["true_ctr"])
-    # Served: the same rows, raw, as serialized tf.Examples, matched by their true CTR.
+    outputs, columns = predict(ranker, dataset, ["true_ctr"])
     validate = RowValidator(config)
     with open(config.input.path) as handle:
         raw_rows = [validate(row) for row in csv.DictReader(handle)
                     if row["impression_id"].startswith("imp") and split_of(row["impression_id"], 0.2) == EVAL]
     position = {np.float32(value): i for i, value in enumerate(columns["true_ctr"])}
-    sample = [row for row in raw_rows if np.float32(row["true_ctr"]) in position][:300]
-    served = exported.score([to_example(config, row) for row in sample])
-    rows = [position[np.float32(row["true_ctr"])] for row in sample]
+    sample = [row for row in raw_rows if np.float32(row["true_ctr"]) in position][:rows]
+    served = ExportedModel(version_dir).score([to_example(config, row) for row in sample])
+    matched = [position[np.float32(row["true_ctr"])] for row in sample]
+    return served, {name: values[matched] for name, values in outputs.items()}
+
+
+def test_exported_model_scores_raw_examples_exactly_like_the_trained_model(esmm_config_path, esmm_report):
+    from recsys.training import load_trained_ranker
+    from serving.scoring import latest_version
+
+    config = load_config(esmm_config_path)
+    assert main(["export", "--config", str(esmm_config_path)]) == 0
+    served, in_memory = _served_and_in_memory(config, load_trained_ranker(config),
+                                              latest_version(config.served_model_dir))
     assert set(served) == {"ctr", "cvr", "dwell", "ctcvr"}
     for name in served:
-        np.testing.assert_allclose(served[name], outputs[name][rows], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(served[name], in_memory[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backbone", ["mmoe", "cgc", "ple", "adatt"])
+def test_every_backbone_exports_through_the_same_signature(workdir, raw_csv, manifest, backbone):
+    from recsys.models.ranker import build_ranker
+    from serving.export import export_model
+
+    def with_backbone(raw):
+        raw["model"].update(backbone=backbone, experts={"units": [16]})
+        raw["export"]["model_name"] = f"e2e_{backbone}"
+
+    config = load_config(_write_config(workdir, raw_csv, backbone, with_backbone))
+    ranker = build_ranker(config, manifest["model_inputs"])  # untrained weights score just as well
+    served, in_memory = _served_and_in_memory(config, ranker, export_model(ranker, config, config.artifacts), 100)
+    assert set(served) == {"ctr", "cvr", "dwell", "ctcvr"}
+    for name in served:
+        np.testing.assert_allclose(served[name], in_memory[name], rtol=1e-5, atol=1e-6)
