@@ -121,6 +121,7 @@ class TrainingConfig(_Section):
     shuffle_buffer: int = Field(10_000, gt=0)
     monitor: str = "val_total_loss"  # early stopping and best checkpoint; '..._auc' is maximised
     model_dir: str | None = None  # default <artifacts_dir>/model; several models can share one dataset
+    loss_balancing: Literal["fixed", "uncertainty", "pcgrad"] = "fixed"
 
 
 class InputConfig(_Section):

@@ -80,6 +80,8 @@ def train(config: Config, verbose: bool = True) -> dict:
         "train_examples_per_second": round(manifest["rows"]["train"] * epochs_run / clock.seconds, 1),
         "history": {k: [float(v) for v in values] for k, values in history.history.items()},
     }
+    if config.training.loss_balancing == "uncertainty":
+        summary["learned_task_weights"] = ranker.learned_task_weights()
     (artifacts.model_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
     _LOG.info("trained %d epochs in %.1fs (%.0f examples/s)", epochs_run, seconds,
               summary["train_examples_per_second"])

@@ -16,6 +16,8 @@ import re
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from recsys.models.balancing import (flatten_gradients, pcgrad_combine, uncertainty_weighted,
+                                     unflatten_gradients)
 from recsys.layers import MLP, PLE, AdaTT, FeatureEmbedding, MMoE, SharedBottom
 
 
@@ -91,12 +93,12 @@ class MultiTaskRanker(tfrs.models.Model):
     def __init__(self, model_inputs: list[dict], tasks: list[dict], structure: str = "independent",
                  esmm: dict | None = None, backbone: str = "shared_bottom", experts: dict | None = None,
                  bottom_units=(256, 128), tower_units=(64,), dropout: float = 0.0, activation: str = "relu",
-                 l2: float = 0.0, embedding_l2: float = 0.0, **kwargs):
+                 l2: float = 0.0, embedding_l2: float = 0.0, loss_balancing: str = "fixed", **kwargs):
         super().__init__(**kwargs)
         self._config = dict(model_inputs=model_inputs, tasks=tasks, structure=structure, esmm=esmm,
                             backbone=backbone, experts=experts, bottom_units=list(bottom_units),
                             tower_units=list(tower_units), dropout=dropout, activation=activation, l2=l2,
-                            embedding_l2=embedding_l2)
+                            embedding_l2=embedding_l2, loss_balancing=loss_balancing)
         self.tasks_config = [dict(t) for t in tasks]
         self.esmm = dict(esmm) if structure == "esmm" else None
         self.embedding = FeatureEmbedding(model_inputs, embedding_l2, name="embedding")
@@ -107,6 +109,10 @@ class MultiTaskRanker(tfrs.models.Model):
         self.heads = {t["name"]: tf.keras.layers.Dense(1, name=f"{t['name']}_head") for t in tasks}
         self.objectives = objectives(self.tasks_config, self.esmm)
         self.ranking_tasks = {o.output: _ranking_task(o) for o in self.objectives}
+        self.loss_balancing = loss_balancing
+        self.log_variances = {o.output: self.add_weight(name=f"{o.output}_log_variance", shape=(),
+                                                        initializer="zeros")
+                              for o in self.objectives if o.in_loss and loss_balancing == "uncertainty"}
 
     def call(self, features: dict, training: bool = False) -> dict[str, tf.Tensor]:
         task_inputs, _ = self._task_representations(features, training)
@@ -144,9 +150,10 @@ class MultiTaskRanker(tfrs.models.Model):
         return {self._with_task_names(gate): [self._with_task_names(e) for e in experts]
                 for gate, experts in names.items()}
 
-    def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
+    def task_losses(self, features: dict, training: bool = False) -> dict[str, tf.Tensor]:
+        """Each objective's loss times its weight, for those in the loss; updates every metric."""
         outputs = self(features, training=training)
-        total = tf.constant(0.0)
+        losses = {}
         for objective in self.objectives:
             label = tf.math.reduce_prod(tf.stack([features[c] for c in objective.labels]), axis=0)
             prediction = outputs[objective.output]
@@ -157,8 +164,37 @@ class MultiTaskRanker(tfrs.models.Model):
                 labels=label[:, None], predictions=prediction[:, None], sample_weight=weight,
                 training=training)
             if objective.in_loss:
-                total += objective.weight * loss
-        return total
+                losses[objective.output] = objective.weight * loss
+        return losses
+
+    def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
+        losses = self.task_losses(features, training)
+        if self.loss_balancing == "uncertainty":
+            return uncertainty_weighted(losses, self.log_variances)
+        return tf.add_n(list(losses.values()))
+
+    def train_step(self, inputs):
+        """TFRS's step, except under PCGrad, where each task's gradient is taken and projected apart."""
+        if self.loss_balancing != "pcgrad":
+            return super().train_step(inputs)
+        with tf.GradientTape(persistent=True) as tape:
+            losses = self.task_losses(inputs, training=True)
+            regularization = tf.add_n(self.losses) if self.losses else tf.constant(0.0)
+        variables = self.trainable_variables  # after the forward pass, which creates them on first use
+        task_gradients = tf.stack([flatten_gradients(tape.gradient(loss, variables), variables)
+                                   for loss in losses.values()])
+        combined = pcgrad_combine(task_gradients)
+        combined += flatten_gradients(tape.gradient(regularization, variables), variables)
+        del tape
+        self.optimizer.apply_gradients(zip(unflatten_gradients(combined, variables), variables))
+        loss = tf.add_n(list(losses.values()))
+        metrics = {metric.name: metric.result() for metric in self.metrics}
+        metrics.update(loss=loss, regularization_loss=regularization, total_loss=loss + regularization)
+        return metrics
+
+    def learned_task_weights(self) -> dict[str, float]:
+        """Under uncertainty weighting, the effective weight 0.5·exp(-s_k) of each task's loss."""
+        return {name: float(0.5 * tf.exp(-s)) for name, s in self.log_variances.items()}
 
     def get_config(self):
         return dict(self._config)
@@ -188,6 +224,7 @@ def build_ranker(config, model_inputs: list[dict]) -> MultiTaskRanker:
         model_inputs=model_inputs, tasks=[t.model_dump() for t in config.tasks],
         structure=model.structure, esmm=model.esmm.model_dump() if model.esmm else None,
         backbone=model.backbone, experts=model.experts.model_dump(),
+        loss_balancing=config.training.loss_balancing,
         bottom_units=model.bottom_units, tower_units=model.tower_units, dropout=model.dropout,
         activation=model.activation, l2=model.l2, embedding_l2=model.embedding_l2,
         name=f"{config.name}_ranker")
