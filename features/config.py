@@ -101,6 +101,8 @@ class ExpertsConfig(_Section):
 
 
 class ModelConfig(_Section):
+    bottom: Literal["shared", "dtrn"] = "shared"  # dtrn: task-specific bottom (needs sequences)
+    dtrn_attention_units: int = Field(32, gt=0)
     backbone: Literal["shared_bottom", "mmoe", "ple", "cgc", "adatt"] = "shared_bottom"
     structure: Literal["independent", "esmm"] = "independent"
     esmm: Esmm | None = None
@@ -425,6 +427,11 @@ def _other_problems(config: Config, columns: dict[str, Column]):
 
 
 def _backbone_problems(config: Config):
+    if config.model.bottom == "dtrn":
+        if not config.sequences:
+            yield "model.bottom: 'dtrn' needs behaviour sequences (the sequences section is empty)"
+        if config.model.bottom_units:
+            yield "model.bottom_units: must be [] with the task-specific 'dtrn' bottom"
     if config.model.backbone in ("ple", "cgc") and config.model.experts.shared_experts < 1:
         yield f"model.experts.shared_experts: {config.model.backbone} needs at least one shared expert"
 

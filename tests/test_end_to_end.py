@@ -176,16 +176,17 @@ def test_exported_model_scores_raw_examples_exactly_like_the_trained_model(esmm_
         np.testing.assert_allclose(served[name], in_memory[name], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("backbone", ["mmoe", "cgc", "ple", "adatt"])
-def test_every_backbone_exports_through_the_same_signature(workdir, raw_csv, manifest, backbone):
+@pytest.mark.parametrize("bottom, backbone", [("shared", "mmoe"), ("shared", "cgc"), ("shared", "ple"),
+                                              ("shared", "adatt"), ("dtrn", "ple")])
+def test_every_backbone_exports_through_the_same_signature(workdir, raw_csv, manifest, bottom, backbone):
     from recsys.models.ranker import build_ranker
     from serving.export import export_model
 
     def with_backbone(raw):
-        raw["model"].update(backbone=backbone, experts={"units": [16]})
-        raw["export"]["model_name"] = f"e2e_{backbone}"
+        raw["model"].update(bottom=bottom, backbone=backbone, experts={"units": [16]}, bottom_units=[])
+        raw["export"]["model_name"] = f"e2e_{bottom}_{backbone}"
 
-    config = load_config(_write_config(workdir, raw_csv, backbone, with_backbone))
+    config = load_config(_write_config(workdir, raw_csv, f"{bottom}_{backbone}", with_backbone))
     ranker = build_ranker(config, manifest["model_inputs"])  # untrained weights score just as well
     served, in_memory = _served_and_in_memory(config, ranker, export_model(ranker, config, config.artifacts), 100)
     assert set(served) == {"ctr", "cvr", "dwell", "ctcvr"}

@@ -50,6 +50,11 @@ class FeatureEmbedding(tf.keras.layers.Layer):
                 fields[spec["name"]] = masked_mean(self._tables[spec["table"]](values), values)
         return fields
 
+    def sequence_embeddings(self, features: dict) -> dict[str, tuple[tf.Tensor, tf.Tensor]]:
+        """Unpooled behaviour sequences: name → (embeddings [batch, length, dim], ids [batch, length])."""
+        return {spec["name"]: (self._tables[spec["table"]](features[spec["name"]]), features[spec["name"]])
+                for spec in self.model_inputs if spec["kind"] == "sequence"}
+
     def call(self, features: dict) -> tf.Tensor:
         return tf.concat(list(self.field_embeddings(features).values()), axis=-1)
 

@@ -16,9 +16,10 @@ import re
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from recsys.layers import MLP, PLE, AdaTT, FeatureEmbedding, MMoE, SharedBottom
+from recsys.layers.dtrn import DTRNBottom
 from recsys.models.balancing import (flatten_gradients, pcgrad_combine, uncertainty_weighted,
                                      unflatten_gradients)
-from recsys.layers import MLP, PLE, AdaTT, FeatureEmbedding, MMoE, SharedBottom
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +79,14 @@ def make_backbone(name: str, num_tasks: int, experts: dict, activation: str, dro
     return None
 
 
+def _dtrn_bottom(model_inputs: list[dict], num_tasks: int, attention_units: int) -> DTRNBottom:
+    """DTRN over the non-sequence fields, attending from the item whose table the sequences share."""
+    sequences = [s for s in model_inputs if s["kind"] == "sequence"]
+    target = next(s["name"] for s in model_inputs if s["kind"] == "categorical" and s["table"] == sequences[0]["table"])
+    return DTRNBottom(num_tasks, [s["name"] for s in model_inputs if s["kind"] != "sequence"],
+                      [s["name"] for s in sequences], target, attention_units, name="dtrn_bottom")
+
+
 class MultiTaskRanker(tfrs.models.Model):
     """A shared-bottom multi-task ranker whose outputs are a dict keyed by task, shape [batch].
 
@@ -93,16 +102,19 @@ class MultiTaskRanker(tfrs.models.Model):
     def __init__(self, model_inputs: list[dict], tasks: list[dict], structure: str = "independent",
                  esmm: dict | None = None, backbone: str = "shared_bottom", experts: dict | None = None,
                  bottom_units=(256, 128), tower_units=(64,), dropout: float = 0.0, activation: str = "relu",
-                 l2: float = 0.0, embedding_l2: float = 0.0, loss_balancing: str = "fixed", **kwargs):
+                 l2: float = 0.0, embedding_l2: float = 0.0, loss_balancing: str = "fixed",
+                 bottom: str = "shared", dtrn_attention_units: int = 32, **kwargs):
         super().__init__(**kwargs)
         self._config = dict(model_inputs=model_inputs, tasks=tasks, structure=structure, esmm=esmm,
                             backbone=backbone, experts=experts, bottom_units=list(bottom_units),
                             tower_units=list(tower_units), dropout=dropout, activation=activation, l2=l2,
-                            embedding_l2=embedding_l2, loss_balancing=loss_balancing)
+                            embedding_l2=embedding_l2, loss_balancing=loss_balancing, bottom=bottom,
+                            dtrn_attention_units=dtrn_attention_units)
         self.tasks_config = [dict(t) for t in tasks]
         self.esmm = dict(esmm) if structure == "esmm" else None
         self.embedding = FeatureEmbedding(model_inputs, embedding_l2, name="embedding")
         self.bottom = SharedBottom(len(tasks), list(bottom_units), activation, dropout, name="shared_bottom")
+        self.task_bottom = _dtrn_bottom(model_inputs, len(tasks), dtrn_attention_units) if bottom == "dtrn" else None
         self.backbone = make_backbone(backbone, len(tasks), experts or {}, activation, dropout)
         self.towers = {t["name"]: MLP(tower_units, activation, dropout, l2, name=f"{t['name']}_tower")
                        for t in tasks}
@@ -130,7 +142,11 @@ class MultiTaskRanker(tfrs.models.Model):
         return outputs
 
     def _task_representations(self, features: dict, training: bool) -> tuple[list, dict]:
-        task_inputs = self.bottom(self.embedding(features), training=training)
+        if self.task_bottom is not None:
+            task_inputs = self.task_bottom(self.embedding.field_embeddings(features),
+                                           self.embedding.sequence_embeddings(features))
+        else:
+            task_inputs = self.bottom(self.embedding(features), training=training)
         if self.backbone is None:
             return task_inputs, {}
         return self.backbone(task_inputs, training=training, return_gates=True)
@@ -224,7 +240,8 @@ def build_ranker(config, model_inputs: list[dict]) -> MultiTaskRanker:
         model_inputs=model_inputs, tasks=[t.model_dump() for t in config.tasks],
         structure=model.structure, esmm=model.esmm.model_dump() if model.esmm else None,
         backbone=model.backbone, experts=model.experts.model_dump(),
-        loss_balancing=config.training.loss_balancing,
+        loss_balancing=config.training.loss_balancing, bottom=model.bottom,
+        dtrn_attention_units=model.dtrn_attention_units,
         bottom_units=model.bottom_units, tower_units=model.tower_units, dropout=model.dropout,
         activation=model.activation, l2=model.l2, embedding_l2=model.embedding_l2,
         name=f"{config.name}_ranker")

@@ -1,0 +1,66 @@
+import numpy as np
+import tensorflow as tf
+
+from recsys.layers.dtrn import DTRNBottom, FieldReweighting, HyperAttentionInterest
+from recsys.models.ranker import MultiTaskRanker
+from tests.recsys.test_layers import MODEL_INPUTS
+from tests.recsys.test_ranker import ESMM, TASKS, _batch
+
+
+def _sequence(batch=2, length=4, dim=3, seed=0):
+    rng = np.random.default_rng(seed)
+    history = tf.constant(rng.normal(size=(batch, length, dim)), tf.float32)
+    mask = tf.constant([[True, True, False, False], [False, False, False, False]])
+    target = tf.constant(rng.normal(size=(batch, dim)), tf.float32)
+    return history, mask, target
+
+
+def test_attention_ignores_padding_and_empty_sequences_give_zeros():
+    layer = HyperAttentionInterest(num_tasks=2, num_behaviors=2, attention_units=5)
+    history, mask, target = _sequence()
+    interest = layer((history, mask, target), task=0, behavior=1)
+    assert interest.shape == (2, 3)
+    np.testing.assert_allclose(interest[1], 0.0)
+    changed_padding = tf.concat([history[:, :2], 100.0 + history[:, 2:]], axis=1)
+    np.testing.assert_allclose(layer((changed_padding, mask, target), task=0, behavior=1), interest, rtol=1e-6)
+
+
+def test_the_hypernetwork_specialises_the_encoder_per_task_and_behaviour():
+    layer = HyperAttentionInterest(num_tasks=2, num_behaviors=2, attention_units=5)
+    inputs = _sequence()
+    # untrained: the identity specialisation, every pair shares the encoder
+    np.testing.assert_allclose(layer(inputs, task=0, behavior=0), layer(inputs, task=1, behavior=0), rtol=1e-6)
+    layer.hypernetwork.kernel.assign(tf.random.normal(layer.hypernetwork.kernel.shape, seed=1))
+    by_pair = {(t, b): layer(inputs, task=t, behavior=b).numpy() for t in range(2) for b in range(2)}
+    assert not np.allclose(by_pair[(0, 0)][0], by_pair[(1, 0)][0])
+    assert not np.allclose(by_pair[(0, 0)][0], by_pair[(0, 1)][0])
+
+
+def test_senet_weights_each_field_and_keeps_the_widths():
+    layer = FieldReweighting(num_fields=3)
+    fields = [tf.ones([2, 4]), tf.ones([2, 2]) * 3.0, tf.ones([2, 1])]
+    weights = layer.field_weights(fields)
+    assert weights.shape == (2, 3) and np.all((weights > 0) & (weights < 2))
+    output = layer(fields)
+    assert output.shape == (2, 7)
+    np.testing.assert_allclose(output[:, 4:6], 3.0 * weights[:, 1:2] * np.ones([2, 2]), rtol=1e-6)
+
+
+def test_dtrn_gives_each_task_its_own_bottom_and_trains_every_part():
+    ranker = MultiTaskRanker(MODEL_INPUTS, TASKS, structure="esmm", esmm=ESMM, bottom="dtrn", bottom_units=[],
+                             backbone="mmoe", experts={"num_experts": 2, "units": [4]}, tower_units=[4],
+                             dtrn_attention_units=4)
+    batch = _batch()
+    batch["hist_click"] = tf.constant([[3, 5, 0], [2, 0, 0], [0, 0, 0], [1, 1, 1]])
+    with tf.GradientTape() as tape:
+        loss = ranker.compute_loss(batch, training=True)
+    gradients = dict(zip([v.name for v in ranker.trainable_variables],
+                         tape.gradient(loss, ranker.trainable_variables)))
+    for name in ("task_embedding", "behavior_embedding", "hypernetwork", "task0_senet", "task2_senet"):
+        assert any(name in v and g is not None for v, g in gradients.items()), name
+    bottoms = ranker.task_bottom(ranker.embedding.field_embeddings(batch), ranker.embedding.sequence_embeddings(batch))
+    assert len(bottoms) == 3 and bottoms[0].shape == (4, 4 + 1 + 4)  # refined fields ⊕ one interest vector
+    clone = MultiTaskRanker.from_config(ranker.get_config())
+    assert set(clone(batch)) == {"ctr", "cvr", "dwell", "ctcvr"}
+    bottom = ranker.task_bottom
+    assert DTRNBottom.from_config(bottom.get_config()).get_config() == bottom.get_config()
