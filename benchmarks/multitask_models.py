@@ -46,25 +46,28 @@ from serving.scoring import ExportedModel  # noqa: E402
 
 SAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "data_samples" / "synthetic.yaml"
 EXPERTS = {"num_experts": 4, "task_experts": 2, "shared_experts": 1, "num_levels": 2, "units": [64]}
-OURS = {  # name → (backbone, structure, bottom units)
-    "shared_bottom": ("shared_bottom", "independent", [128]),
-    "esmm": ("shared_bottom", "esmm", []),
-    "mmoe": ("mmoe", "independent", []),
-    "cgc": ("cgc", "independent", []),
-    "ple": ("ple", "independent", []),
-    "adatt": ("adatt", "independent", []),
-    "esmm_mmoe": ("mmoe", "esmm", []),
+OURS = {  # name → (bottom, backbone, structure, bottom units)
+    "shared_bottom": ("shared", "shared_bottom", "independent", [128]),
+    "esmm": ("shared", "shared_bottom", "esmm", []),
+    "mmoe": ("shared", "mmoe", "independent", []),
+    "cgc": ("shared", "cgc", "independent", []),
+    "ple": ("shared", "ple", "independent", []),
+    "adatt": ("shared", "adatt", "independent", []),
+    "esmm_mmoe": ("shared", "mmoe", "esmm", []),
+    "dtrn_ple": ("dtrn", "ple", "independent", []),
 }
 CANDIDATES = 100
 
 
-def _config(workdir: Path, data: Path, name: str, backbone: str, structure: str, bottom: list, epochs: int):
+def _config(workdir: Path, data: Path, name: str, bottom: str, backbone: str, structure: str, bottom_units: list,
+            epochs: int):
     raw = yaml.safe_load(SAMPLE_CONFIG.read_text())
     raw["input"]["path"] = str(data)
     raw["artifacts_dir"] = str(workdir / "artifacts")
     raw["tasks"] = raw["tasks"][:2]  # ctr and cvr: what DeepCTR's models are given too
     raw["evaluation"]["truth"] = {"ctr": "true_ctr", "cvr": "true_cvr"}
-    raw["model"].update(backbone=backbone, structure=structure, bottom_units=bottom, tower_units=[64],
+    raw["model"].update(bottom=bottom, backbone=backbone, structure=structure, bottom_units=bottom_units,
+                        tower_units=[64],
                         experts=EXPERTS, dropout=0.0, embedding_l2=0.0)
     if structure != "esmm":
         raw["model"].pop("esmm")
@@ -182,7 +185,7 @@ def main():
     workdir = Path(tempfile.mkdtemp(prefix="bench-models-"))
     data = workdir / "logs.csv"
     synthetic.write(synthetic.SyntheticSpec(rows=args.rows, seed=args.seed), str(data))
-    base = _config(workdir, data, "base", "shared_bottom", "independent", [], args.epochs)
+    base = _config(workdir, data, "base", "shared", "shared_bottom", "independent", [], args.epochs)
     manifest = run_preprocess(base, base.artifacts)
     validate = RowValidator(base)
     candidates = [to_example(base, validate(row)) for row in read_sample_rows(base, CANDIDATES)]
