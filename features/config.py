@@ -124,6 +124,7 @@ class TrainingConfig(_Section):
     monitor: str = "val_total_loss"  # early stopping and best checkpoint; '..._auc' is maximised
     model_dir: str | None = None  # default <artifacts_dir>/model; several models can share one dataset
     loss_balancing: Literal["fixed", "uncertainty", "pcgrad"] = "fixed"
+    metrics_on_train: bool = False  # AUC on every training batch costs throughput; eval always has them
 
 
 class InputConfig(_Section):

@@ -55,14 +55,11 @@ def objectives(tasks: list[dict], esmm: dict | None) -> list[Objective]:
 def _ranking_task(objective: Objective) -> tfrs.tasks.Ranking:
     name = objective.output
     if objective.type == "binary":
-        return tfrs.tasks.Ranking(
-            loss=tf.keras.losses.BinaryCrossentropy(),
-            metrics=[tf.keras.metrics.AUC(name=f"{name}_auc")],
-            loss_metrics=[tf.keras.metrics.Mean(name=f"{name}_loss")], name=f"{name}_task")
-    return tfrs.tasks.Ranking(
-        loss=tf.keras.losses.MeanSquaredError(),
-        metrics=[tf.keras.metrics.RootMeanSquaredError(name=f"{name}_rmse")],
-        loss_metrics=[tf.keras.metrics.Mean(name=f"{name}_loss")], name=f"{name}_task")
+        return tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(),
+                                  metrics=[tf.keras.metrics.AUC(name=f"{name}_auc")], name=f"{name}_task")
+    return tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(),
+                              metrics=[tf.keras.metrics.RootMeanSquaredError(name=f"{name}_rmse")],
+                              name=f"{name}_task")
 
 
 def make_backbone(name: str, num_tasks: int, experts: dict, activation: str, dropout: float):
@@ -103,13 +100,14 @@ class MultiTaskRanker(tfrs.models.Model):
                  esmm: dict | None = None, backbone: str = "shared_bottom", experts: dict | None = None,
                  bottom_units=(256, 128), tower_units=(64,), dropout: float = 0.0, activation: str = "relu",
                  l2: float = 0.0, embedding_l2: float = 0.0, loss_balancing: str = "fixed",
-                 bottom: str = "shared", dtrn_attention_units: int = 32, **kwargs):
+                 bottom: str = "shared", dtrn_attention_units: int = 32, metrics_on_train: bool = False,
+                 **kwargs):
         super().__init__(**kwargs)
         self._config = dict(model_inputs=model_inputs, tasks=tasks, structure=structure, esmm=esmm,
                             backbone=backbone, experts=experts, bottom_units=list(bottom_units),
                             tower_units=list(tower_units), dropout=dropout, activation=activation, l2=l2,
                             embedding_l2=embedding_l2, loss_balancing=loss_balancing, bottom=bottom,
-                            dtrn_attention_units=dtrn_attention_units)
+                            dtrn_attention_units=dtrn_attention_units, metrics_on_train=metrics_on_train)
         self.tasks_config = [dict(t) for t in tasks]
         self.esmm = dict(esmm) if structure == "esmm" else None
         self.embedding = FeatureEmbedding(model_inputs, embedding_l2, name="embedding")
@@ -121,6 +119,9 @@ class MultiTaskRanker(tfrs.models.Model):
         self.heads = {t["name"]: tf.keras.layers.Dense(1, name=f"{t['name']}_head") for t in tasks}
         self.objectives = objectives(self.tasks_config, self.esmm)
         self.ranking_tasks = {o.output: _ranking_task(o) for o in self.objectives}
+        # Per-task losses are always logged; AUC/RMSE on training batches are costly, so off by default.
+        self.loss_trackers = {o.output: tf.keras.metrics.Mean(name=f"{o.output}_loss") for o in self.objectives}
+        self.metrics_on_train = metrics_on_train
         self.loss_balancing = loss_balancing
         self.log_variances = {o.output: self.add_weight(name=f"{o.output}_log_variance", shape=(),
                                                         initializer="zeros")
@@ -167,7 +168,7 @@ class MultiTaskRanker(tfrs.models.Model):
                 for gate, experts in names.items()}
 
     def task_losses(self, features: dict, training: bool = False) -> dict[str, tf.Tensor]:
-        """Each objective's loss times its weight, for those in the loss; updates every metric."""
+        """Each objective's loss times its weight, for those in the loss; updates the metrics."""
         outputs = self(features, training=training)
         losses = {}
         for objective in self.objectives:
@@ -178,7 +179,8 @@ class MultiTaskRanker(tfrs.models.Model):
             weight = features[objective.sample_space_label] if objective.sample_space_label else None
             loss = self.ranking_tasks[objective.output](
                 labels=label[:, None], predictions=prediction[:, None], sample_weight=weight,
-                training=training)
+                training=training, compute_metrics=self.metrics_on_train or not training)
+            self.loss_trackers[objective.output].update_state(loss)
             if objective.in_loss:
                 losses[objective.output] = objective.weight * loss
         return losses
@@ -241,6 +243,7 @@ def build_ranker(config, model_inputs: list[dict]) -> MultiTaskRanker:
         structure=model.structure, esmm=model.esmm.model_dump() if model.esmm else None,
         backbone=model.backbone, experts=model.experts.model_dump(),
         loss_balancing=config.training.loss_balancing, bottom=model.bottom,
+        metrics_on_train=config.training.metrics_on_train,
         dtrn_attention_units=model.dtrn_attention_units,
         bottom_units=model.bottom_units, tower_units=model.tower_units, dropout=model.dropout,
         activation=model.activation, l2=model.l2, embedding_l2=model.embedding_l2,
