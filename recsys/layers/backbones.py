@@ -175,7 +175,30 @@ class CGCLevel(tf.keras.layers.Layer):
                 "with_shared_gate": self.with_shared_gate}
 
 
-class PLE(MultiTaskBackbone):
+class LeveledBackbone(MultiTaskBackbone):
+    """A stack of `num_levels` expert levels with the same expert counts; subclasses make each level."""
+
+    def __init__(self, num_tasks: int, num_levels: int, task_experts: int, shared_experts: int,
+                 expert_units: list[int], activation: str = "relu", dropout: float = 0.0, **kwargs):
+        super().__init__(num_tasks, activation, dropout, **kwargs)
+        if num_levels < 1:
+            raise ValueError(f"num_levels must be at least 1, got {num_levels}")
+        self.num_levels, self.task_experts, self.shared_experts = num_levels, task_experts, shared_experts
+        self.expert_units = list(expert_units)
+        self.levels = [self.make_level(j) for j in range(1, num_levels + 1)]
+
+    def make_level(self, level: int) -> tf.keras.layers.Layer:
+        raise NotImplementedError
+
+    def expert_names(self):
+        return by_level([level.expert_names() for level in self.levels])
+
+    def get_config(self):
+        return {**super().get_config(), "num_levels": self.num_levels, "task_experts": self.task_experts,
+                "shared_experts": self.shared_experts, "expert_units": self.expert_units}
+
+
+class PLE(LeveledBackbone):
     """Progressive Layered Extraction (Tang et al., RecSys 2020); `num_levels=1` is CGC.
 
     Stacking CGC levels separates task-specific from shared knowledge
@@ -185,16 +208,10 @@ class PLE(MultiTaskBackbone):
     one's). Level 1 reads the backbone's input.
     """
 
-    def __init__(self, num_tasks: int, num_levels: int, task_experts: int, shared_experts: int,
-                 expert_units: list[int], activation: str = "relu", dropout: float = 0.0, **kwargs):
-        super().__init__(num_tasks, activation, dropout, **kwargs)
-        if num_levels < 1:
-            raise ValueError(f"num_levels must be at least 1, got {num_levels}")
-        self.num_levels, self.task_experts, self.shared_experts = num_levels, task_experts, shared_experts
-        self.expert_units = list(expert_units)
-        self.levels = [CGCLevel(num_tasks, task_experts, shared_experts, self.expert_units, activation,
-                                dropout, with_shared_gate=j < num_levels, name=f"level{j}")
-                       for j in range(1, num_levels + 1)]
+    def make_level(self, level: int) -> "CGCLevel":
+        return CGCLevel(self.num_tasks, self.task_experts, self.shared_experts, self.expert_units,
+                        self.activation, self.dropout, with_shared_gate=level < self.num_levels,
+                        name=f"level{level}")
 
     def mix(self, task_inputs, shared_input, training):
         per_level = []
@@ -202,13 +219,6 @@ class PLE(MultiTaskBackbone):
             task_inputs, shared_input, gates = level(task_inputs, shared_input, training=training)
             per_level.append(gates)
         return task_inputs, by_level(per_level)
-
-    def expert_names(self):
-        return by_level([level.expert_names() for level in self.levels])
-
-    def get_config(self):
-        return {**super().get_config(), "num_levels": self.num_levels, "task_experts": self.task_experts,
-                "shared_experts": self.shared_experts, "expert_units": self.expert_units}
 
 
 class AdaTTLevel(tf.keras.layers.Layer):
@@ -262,7 +272,7 @@ class AdaTTLevel(tf.keras.layers.Layer):
                 "activation": self.activation, "dropout": self.dropout}
 
 
-class AdaTT(MultiTaskBackbone):
+class AdaTT(LeveledBackbone):
     """Adaptive Task-to-Task Fusion Network (Li et al., KDD 2023).
 
     Stacked fusion levels: at each level, task k's experts and fusion gate read
@@ -275,15 +285,14 @@ class AdaTT(MultiTaskBackbone):
     def __init__(self, num_tasks: int, num_levels: int, task_experts: int, shared_experts: int = 0,
                  expert_units: list[int] | None = None, activation: str = "relu", dropout: float = 0.0,
                  **kwargs):
-        super().__init__(num_tasks, activation, dropout, **kwargs)
-        if num_levels < 1:
-            raise ValueError(f"num_levels must be at least 1, got {num_levels}")
         if expert_units is None:  # a default only so that the order matches PLE's
             raise TypeError("AdaTT() missing required argument: 'expert_units'")
-        self.num_levels, self.task_experts, self.shared_experts = num_levels, task_experts, shared_experts
-        self.expert_units = list(expert_units)
-        self.levels = [AdaTTLevel(num_tasks, task_experts, shared_experts, self.expert_units, activation,
-                                  dropout, name=f"level{j}") for j in range(1, num_levels + 1)]
+        super().__init__(num_tasks, num_levels, task_experts, shared_experts, expert_units, activation,
+                         dropout, **kwargs)
+
+    def make_level(self, level: int) -> "AdaTTLevel":
+        return AdaTTLevel(self.num_tasks, self.task_experts, self.shared_experts, self.expert_units,
+                          self.activation, self.dropout, name=f"level{level}")
 
     def mix(self, task_inputs, shared_input, training):
         per_level = []
@@ -292,10 +301,3 @@ class AdaTT(MultiTaskBackbone):
             shared_input = mean_of(task_inputs)
             per_level.append(gates)
         return task_inputs, by_level(per_level)
-
-    def expert_names(self):
-        return by_level([level.expert_names() for level in self.levels])
-
-    def get_config(self):
-        return {**super().get_config(), "num_levels": self.num_levels, "task_experts": self.task_experts,
-                "shared_experts": self.shared_experts, "expert_units": self.expert_units}
