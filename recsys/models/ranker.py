@@ -111,8 +111,8 @@ class MultiTaskRanker(tfrs.models.Model):
         self.tasks_config = [dict(t) for t in tasks]
         self.esmm = dict(esmm) if structure == "esmm" else None
         self.embedding = FeatureEmbedding(model_inputs, embedding_l2, name="embedding")
-        self.bottom = SharedBottom(len(tasks), list(bottom_units), activation, dropout, name="shared_bottom")
-        self.task_bottom = _dtrn_bottom(model_inputs, len(tasks), dtrn_attention_units) if bottom == "dtrn" else None
+        self.bottom = (_dtrn_bottom(model_inputs, len(tasks), dtrn_attention_units) if bottom == "dtrn" else
+                       SharedBottom(len(tasks), list(bottom_units), activation, dropout, name="shared_bottom"))
         self.backbone = make_backbone(backbone, len(tasks), experts or {}, activation, dropout)
         self.towers = {t["name"]: MLP(tower_units, activation, dropout, l2, name=f"{t['name']}_tower")
                        for t in tasks}
@@ -143,9 +143,9 @@ class MultiTaskRanker(tfrs.models.Model):
         return outputs
 
     def _task_representations(self, features: dict, training: bool) -> tuple[list, dict]:
-        if self.task_bottom is not None:
-            task_inputs = self.task_bottom(self.embedding.field_embeddings(features),
-                                           self.embedding.sequence_embeddings(features))
+        if isinstance(self.bottom, DTRNBottom):
+            task_inputs = self.bottom(self.embedding.field_embeddings(features),
+                                      self.embedding.sequence_embeddings(features))
         else:
             task_inputs = self.bottom(self.embedding(features), training=training)
         if self.backbone is None:

@@ -58,9 +58,9 @@ def test_dtrn_gives_each_task_its_own_bottom_and_trains_every_part():
                          tape.gradient(loss, ranker.trainable_variables)))
     for name in ("task_embedding", "behavior_embedding", "hypernetwork", "task0_senet", "task2_senet"):
         assert any(name in v and g is not None for v, g in gradients.items()), name
-    bottoms = ranker.task_bottom(ranker.embedding.field_embeddings(batch), ranker.embedding.sequence_embeddings(batch))
+    bottoms = ranker.bottom(ranker.embedding.field_embeddings(batch), ranker.embedding.sequence_embeddings(batch))
     assert len(bottoms) == 3 and bottoms[0].shape == (4, 4 + 1 + 4)  # refined fields ⊕ one interest vector
     clone = MultiTaskRanker.from_config(ranker.get_config())
     assert set(clone(batch)) == {"ctr", "cvr", "dwell", "ctcvr"}
-    bottom = ranker.task_bottom
+    bottom = ranker.bottom
     assert DTRNBottom.from_config(bottom.get_config()).get_config() == bottom.get_config()
