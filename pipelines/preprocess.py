@@ -108,12 +108,12 @@ def build_pipeline(pipeline, config: Config, header: list[str] | None, output_di
             (transformed
              | f"Encode{split}" >> beam.ParDo(EncodeExamples())
              | f"Write{split}" >> beam.io.WriteToTFRecord(
-                 str(output_dir / split / "part"), file_name_suffix=".tfrecord.gz",
+                 str(Artifacts(output_dir).split_dir(split) / "part"), file_name_suffix=".tfrecord.gz",
                  num_shards=config.pipeline.num_shards, compression_type=CompressionTypes.GZIP))
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(str(output_dir))
     (rows[DEAD_LETTER]
      | "DeadLetterJson" >> beam.Map(json.dumps, sort_keys=True)
-     | "WriteDeadLetters" >> beam.io.WriteToText(str(output_dir / DEAD_LETTER / "part"),
+     | "WriteDeadLetters" >> beam.io.WriteToText(str(Artifacts(output_dir).dead_letter_dir / "part"),
                                                   file_name_suffix=".jsonl"))
     ((_count(rows[TRAIN], TRAIN), _count(rows[EVAL], EVAL), _count_reasons(rows[DEAD_LETTER]))
      | "AllCounts" >> beam.Flatten()

@@ -6,15 +6,18 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from features.artifacts import Artifacts
+
 
 def transformed_feature_spec(artifacts: Path) -> dict:
     return tft.TFTransformOutput(str(artifacts)).transformed_feature_spec()
 
 
 def split_files(artifacts: Path, split: str) -> list[str]:
-    files = sorted(str(p) for p in (Path(artifacts) / split).glob("*.tfrecord.gz"))
+    directory = Artifacts(Path(artifacts)).split_dir(split)
+    files = sorted(str(p) for p in directory.glob("*.tfrecord.gz"))
     if not files:
-        raise FileNotFoundError(f"no TFRecord shards in {Path(artifacts) / split}; run `recsys preprocess` first")
+        raise FileNotFoundError(f"no TFRecord shards in {directory}; run `recsys preprocess` first")
     return files
 
 

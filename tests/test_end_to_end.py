@@ -151,7 +151,7 @@ def _served_and_in_memory(config, ranker, version_dir, rows: int = 300):
 
     artifacts = Artifacts.of(config)
     dataset = make_dataset(split_files(artifacts.root, "eval"), transformed_feature_spec(artifacts.root), 1024)
-    outputs, columns = predict(ranker, dataset, ["true_ctr"])
+    outputs, columns, _ = predict(ranker, dataset, ["true_ctr"])
     validate = RowValidator(config)
     with open(config.input.path) as handle:
         raw_rows = [validate(row) for row in csv.DictReader(handle)

@@ -17,7 +17,7 @@ from features.artifacts import Artifacts
 from features.config import Config
 from recsys.data import make_dataset, split_files, transformed_feature_spec
 from recsys.evaluation import metrics
-from recsys.evaluation.gates import expert_utilisation, plot_expert_utilisation
+from recsys.evaluation.gates import UtilisationMeter, plot_expert_utilisation
 
 _POPULARITY_SMOOTHING = 20.0  # pseudo-impressions at the global CTR for items seen rarely
 
@@ -49,16 +49,19 @@ def _columns_needed(config: Config) -> list[str]:
     return list(dict.fromkeys(config.label_columns + config.passthrough_columns + [c for c in extra if c]))
 
 
-def predict(ranker: tf.keras.Model, dataset: tf.data.Dataset, columns: list[str]) -> tuple[dict, dict]:
-    """Runs the ranker over a dataset; returns (outputs, columns) as concatenated NumPy arrays."""
+def predict(ranker: tf.keras.Model, dataset: tf.data.Dataset, columns: list[str]) -> tuple[dict, dict, dict]:
+    """One pass of the ranker over a dataset: (outputs, columns) as NumPy arrays, and expert utilisation."""
     outputs, values = {}, {c: [] for c in columns}
+    meter = UtilisationMeter(ranker.expert_names())
     for batch in dataset:
-        for name, scores in ranker(batch, training=False).items():
+        scores_by_output, gates = ranker.call_with_gates(batch, training=False)
+        for name, scores in scores_by_output.items():
             outputs.setdefault(name, []).append(scores.numpy())
         for column in columns:
             values[column].append(batch[column].numpy())
+        meter.update(gates)
     return ({k: np.concatenate(v) for k, v in outputs.items()},
-            {k: np.concatenate(v) for k, v in values.items()})
+            {k: np.concatenate(v) for k, v in values.items()}, meter.result())
 
 
 def _binary_metrics(labels, scores, weights) -> dict:
@@ -114,7 +117,7 @@ def evaluate(config: Config, ranker: tf.keras.Model) -> dict:
     artifacts = Artifacts.of(config)
     spec = transformed_feature_spec(artifacts.root)
     dataset = make_dataset(split_files(artifacts.root, "eval"), spec, 4096)
-    outputs, columns = predict(ranker, dataset, _columns_needed(config))
+    outputs, columns, utilisation = predict(ranker, dataset, _columns_needed(config))
     report = {"rows": int(len(next(iter(columns.values())))), "tasks": _task_metrics(config, outputs, columns)}
     item = popularity_feature(config)
     if item and click_task(config):
@@ -124,7 +127,6 @@ def evaluate(config: Config, ranker: tf.keras.Model) -> dict:
     if config.evaluation.truth:
         report["truth"] = {name: metrics.truth_error(columns[column], _scores(config, outputs, name))
                            for name, column in config.evaluation.truth.items()}
-    utilisation = expert_utilisation(ranker, dataset)
     if utilisation:
         report["expert_utilisation"] = utilisation
     write_report(report, artifacts.evaluation_dir)

@@ -11,18 +11,32 @@ import numpy as np
 import tensorflow as tf
 
 
+class UtilisationMeter:
+    """Running mean gate weight per expert, fed the gate weights of one batch at a time."""
+
+    def __init__(self, expert_names: dict[str, list[str]]):
+        self._names = expert_names
+        self._totals = {gate: np.zeros(len(experts)) for gate, experts in expert_names.items()}
+        self._rows = 0
+
+    def update(self, gates: dict[str, tf.Tensor]):
+        if not gates:
+            return
+        for gate, weights in gates.items():
+            self._totals[gate] += weights.numpy().sum(axis=0)
+        self._rows += int(next(iter(gates.values())).shape[0])
+
+    def result(self) -> dict[str, dict[str, float]]:
+        return {gate: {expert: float(total / max(self._rows, 1))
+                       for expert, total in zip(self._names[gate], self._totals[gate])} for gate in self._names}
+
+
 def expert_utilisation(ranker: tf.keras.Model, dataset: tf.data.Dataset) -> dict[str, dict[str, float]]:
     """Mean gate weight per expert for every gate, over all examples of `dataset`."""
-    names = ranker.expert_names()
-    if not names:
-        return {}
-    totals, rows = {gate: np.zeros(len(experts)) for gate, experts in names.items()}, 0
+    meter = UtilisationMeter(ranker.expert_names())
     for batch in dataset:
-        for gate, weights in ranker.gate_weights(batch).items():
-            totals[gate] += weights.numpy().sum(axis=0)
-        rows += int(next(iter(batch.values())).shape[0])
-    return {gate: {expert: float(total / max(rows, 1)) for expert, total in zip(names[gate], totals[gate])}
-            for gate in names}
+        meter.update(ranker.gate_weights(batch))
+    return meter.result()
 
 
 def plot_expert_utilisation(utilisation: dict[str, dict[str, float]], path: Path) -> Path:

@@ -128,7 +128,11 @@ class MultiTaskRanker(tfrs.models.Model):
                               for o in self.objectives if o.in_loss and loss_balancing == "uncertainty"}
 
     def call(self, features: dict, training: bool = False) -> dict[str, tf.Tensor]:
-        task_inputs, _ = self._task_representations(features, training)
+        return self.call_with_gates(features, training)[0]
+
+    def call_with_gates(self, features: dict, training: bool = False) -> tuple[dict, dict]:
+        """(outputs, gate weights) from one forward pass; gates keyed like `expert_names`."""
+        task_inputs, gates = self._task_representations(features, training)
         outputs = {}
         for task, task_input in zip(self.tasks_config, task_inputs):
             name = task["name"]
@@ -140,7 +144,7 @@ class MultiTaskRanker(tfrs.models.Model):
         if self.esmm is not None:
             # Multiply probabilities, not logits: pCTCVR = pCTR × pCVR.
             outputs[self.esmm["ctcvr_name"]] = outputs[self.esmm["ctr_task"]] * outputs[self.esmm["cvr_task"]]
-        return outputs
+        return outputs, {self._with_task_names(gate): weights for gate, weights in gates.items()}
 
     def _task_representations(self, features: dict, training: bool) -> tuple[list, dict]:
         if isinstance(self.bottom, DTRNBottom):
@@ -158,8 +162,7 @@ class MultiTaskRanker(tfrs.models.Model):
 
     def gate_weights(self, features: dict) -> dict[str, tf.Tensor]:
         """Each backbone gate's softmax weights [batch, experts], keyed like `expert_names`."""
-        gates = self._task_representations(features, training=False)[1]
-        return {self._with_task_names(gate): weights for gate, weights in gates.items()}
+        return self.call_with_gates(features)[1]
 
     def expert_names(self) -> dict[str, list[str]]:
         """For each gate (e.g. "level1/ctr"), the experts it mixes (e.g. "ctr_expert0", "shared_expert0")."""

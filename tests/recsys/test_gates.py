@@ -26,3 +26,17 @@ def test_utilisation_averages_gate_weights_over_all_rows_and_is_drawn(tmp_path):
 def test_a_model_without_experts_has_no_utilisation():
     ranker = MultiTaskRanker(MODEL_INPUTS, TASKS, bottom_units=[8], tower_units=[4])
     assert expert_utilisation(ranker, tf.data.Dataset.from_tensors(_batch())) == {}
+
+
+def test_evaluation_gets_scores_and_utilisation_from_one_pass():
+    from recsys.evaluation.evaluate import predict
+
+    ranker = MultiTaskRanker(MODEL_INPUTS, TASKS, backbone="ple", bottom_units=[], tower_units=[4],
+                             experts={"task_experts": 1, "shared_experts": 1, "num_levels": 2, "units": [4]})
+    dataset = tf.data.Dataset.from_tensors(_batch()).repeat(2)
+    outputs, columns, utilisation = predict(ranker, dataset, ["click"])
+    assert outputs["ctr"].shape == (8,) and columns["click"].shape == (8,)
+    expected = expert_utilisation(ranker, dataset)
+    assert set(utilisation) == set(expected) == set(ranker.expert_names())
+    for gate in expected:
+        np.testing.assert_allclose(list(utilisation[gate].values()), list(expected[gate].values()), rtol=1e-6)
