@@ -125,6 +125,19 @@ class TrainingConfig(_Section):
     model_dir: str | None = None  # default <artifacts_dir>/model; several models can share one dataset
     loss_balancing: Literal["fixed", "uncertainty", "pcgrad"] = "fixed"
     metrics_on_train: bool = False  # AUC on every training batch costs throughput; eval always has them
+    # Throughput. These models are small and op-bound on CPU: XLA fuses the
+    # optimiser step's thousands of tiny ops (about twice as fast once compiled,
+    # but compiling takes tens of seconds, so it pays on long runs), and several
+    # steps per call save host round trips.
+    jit_compile: bool = False
+    steps_per_execution: int = Field(8, gt=0)
+    # Embedding tables with at most this many rows get dense gradients: one
+    # scatter-add instead of Adam's sparse de-duplication (Unique), which XLA
+    # compiles poorly on CPU. Bigger tables keep sparse updates.
+    dense_update_max_rows: int = Field(200_000, ge=0)
+    # Parse the training split once and keep it in memory, reshuffling every row
+    # each epoch; for data that fits in RAM (otherwise shards stream from disk).
+    in_memory: bool = False
 
 
 class InputConfig(_Section):

@@ -14,24 +14,27 @@ import tensorflow as tf
 
 from features.artifacts import Artifacts
 from features.config import Config
-from recsys.data import make_dataset, split_files, transformed_feature_spec
+from recsys.data import in_memory_dataset, make_dataset, split_files, transformed_feature_spec, with_known_steps
 from recsys.models.ranker import MultiTaskRanker, build_ranker
 
 _LOG = logging.getLogger(__name__)
 
 
 class _TrainingClock(tf.keras.callbacks.Callback):
-    """Seconds spent in training batches only, so throughput excludes validation."""
+    """Seconds spent in training batches of each epoch, so throughput excludes validation.
+
+    The first epoch includes tracing and XLA compilation; later ones show the steady state.
+    """
 
     def __init__(self):
         super().__init__()
-        self.seconds = 0.0
+        self.epoch_seconds = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.monotonic()
 
     def on_test_begin(self, logs=None):
-        self.seconds += time.monotonic() - self._started
+        self.epoch_seconds.append(time.monotonic() - self._started)
 
 
 def _callbacks(config: Config, artifacts: Artifacts, verbose: bool) -> list:
@@ -61,11 +64,23 @@ def train(config: Config, verbose: bool = True) -> dict:
     tf.config.experimental.enable_op_determinism()
     spec = transformed_feature_spec(artifacts.root)
     training = config.training
-    train_data = make_dataset(split_files(artifacts.root, "train"), spec, training.batch_size,
-                              shuffle=True, seed=config.seed, shuffle_buffer=training.shuffle_buffer)
-    eval_data = make_dataset(split_files(artifacts.root, "eval"), spec, training.batch_size)
+    train_files, train_rows = split_files(artifacts.root, "train"), manifest["rows"]["train"]
+    # An XLA step compiles once per batch shape: a last, smaller batch would cost a second compilation.
+    drop_remainder = training.jit_compile and train_rows >= training.batch_size
+    epoch_rows = train_rows - train_rows % training.batch_size if drop_remainder else train_rows
+    if training.in_memory:
+        train_data = in_memory_dataset(train_files, spec, training.batch_size, config.seed, drop_remainder)
+    else:
+        train_data = with_known_steps(
+            make_dataset(train_files, spec, training.batch_size, shuffle=True, seed=config.seed,
+                         shuffle_buffer=training.shuffle_buffer, drop_remainder=drop_remainder),
+            train_rows, training.batch_size, drop_remainder)
+    eval_data = with_known_steps(make_dataset(split_files(artifacts.root, "eval"), spec, training.batch_size),
+                                 manifest["rows"]["eval"], training.batch_size)
     ranker = build_ranker(config, manifest["model_inputs"])
-    ranker.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
+    ranker.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate),
+                   steps_per_execution=training.steps_per_execution)
+    ranker.optimizer.build(ranker.trainable_variables)
     clock = _TrainingClock()
     started = time.monotonic()
     history = ranker.fit(train_data, validation_data=eval_data, epochs=training.epochs,
@@ -77,7 +92,8 @@ def train(config: Config, verbose: bool = True) -> dict:
     summary = {
         "epochs_run": epochs_run,
         "seconds": round(seconds, 2),
-        "train_examples_per_second": round(manifest["rows"]["train"] * epochs_run / clock.seconds, 1),
+        "train_examples_per_second": round(epoch_rows * epochs_run / sum(clock.epoch_seconds), 1),
+        "epoch_train_seconds": [round(s, 2) for s in clock.epoch_seconds],
         "history": {k: [float(v) for v in values] for k, values in history.history.items()},
     }
     if config.training.loss_balancing == "uncertainty":

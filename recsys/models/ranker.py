@@ -101,13 +101,14 @@ class MultiTaskRanker(tfrs.models.Model):
                  bottom_units=(256, 128), tower_units=(64,), dropout: float = 0.0, activation: str = "relu",
                  l2: float = 0.0, embedding_l2: float = 0.0, loss_balancing: str = "fixed",
                  bottom: str = "shared", dtrn_attention_units: int = 32, metrics_on_train: bool = False,
-                 **kwargs):
+                 dense_update_max_rows: int = 200_000, jit_compile: bool = False, **kwargs):
         super().__init__(**kwargs)
         self._config = dict(model_inputs=model_inputs, tasks=tasks, structure=structure, esmm=esmm,
                             backbone=backbone, experts=experts, bottom_units=list(bottom_units),
                             tower_units=list(tower_units), dropout=dropout, activation=activation, l2=l2,
                             embedding_l2=embedding_l2, loss_balancing=loss_balancing, bottom=bottom,
-                            dtrn_attention_units=dtrn_attention_units, metrics_on_train=metrics_on_train)
+                            dtrn_attention_units=dtrn_attention_units, metrics_on_train=metrics_on_train,
+                            dense_update_max_rows=dense_update_max_rows, jit_compile=jit_compile)
         self.tasks_config = [dict(t) for t in tasks]
         self.esmm = dict(esmm) if structure == "esmm" else None
         self.embedding = FeatureEmbedding(model_inputs, embedding_l2, name="embedding")
@@ -122,6 +123,11 @@ class MultiTaskRanker(tfrs.models.Model):
         # Per-task losses are always logged; AUC/RMSE on training batches are costly, so off by default.
         self.loss_trackers = {o.output: tf.keras.metrics.Mean(name=f"{o.output}_loss") for o in self.objectives}
         self.metrics_on_train = metrics_on_train
+        self.dense_update_max_rows = dense_update_max_rows
+        # Only the optimiser step is XLA-compiled: evaluation batches of odd sizes
+        # would each cost a compilation, and they are cheap without it.
+        step = self._pcgrad_step if loss_balancing == "pcgrad" else self._combined_loss_step
+        self._optimizer_step = tf.function(step, jit_compile=True) if jit_compile else step
         self.loss_balancing = loss_balancing
         self.log_variances = {o.output: self.add_weight(name=f"{o.output}_log_variance", shape=(),
                                                         initializer="zeros")
@@ -195,23 +201,51 @@ class MultiTaskRanker(tfrs.models.Model):
         return tf.add_n(list(losses.values()))
 
     def train_step(self, inputs):
-        """TFRS's step, except under PCGrad, where each task's gradient is taken and projected apart."""
-        if self.loss_balancing != "pcgrad":
-            return super().train_step(inputs)
+        """One optimiser step on the combined loss, or under PCGrad on per-task gradients projected apart.
+
+        With `jit_compile` the step is XLA-compiled; call `optimizer.build(trainable_variables)`
+        first, since an XLA function cannot create the optimiser's slot variables.
+        """
+        loss, regularization = self._optimizer_step(inputs)
+        metrics = {metric.name: metric.result() for metric in self.metrics}
+        metrics.update(loss=loss, regularization_loss=regularization, total_loss=loss + regularization)
+        return metrics
+
+    def _combined_loss_step(self, inputs) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(inputs, training=True)
+            regularization = tf.add_n(self.losses) if self.losses else tf.constant(0.0)
+            total = loss + regularization
+        variables = self.trainable_variables  # after the forward pass, which creates them on first use
+        gradients = self._densified(tape.gradient(total, variables), variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return loss, regularization
+
+    def _pcgrad_step(self, inputs) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape(persistent=True) as tape:
             losses = self.task_losses(inputs, training=True)
             regularization = tf.add_n(self.losses) if self.losses else tf.constant(0.0)
-        variables = self.trainable_variables  # after the forward pass, which creates them on first use
+        variables = self.trainable_variables
         task_gradients = tf.stack([flatten_gradients(tape.gradient(loss, variables), variables)
                                    for loss in losses.values()])
         combined = pcgrad_combine(task_gradients)
         combined += flatten_gradients(tape.gradient(regularization, variables), variables)
         del tape
         self.optimizer.apply_gradients(zip(unflatten_gradients(combined, variables), variables))
-        loss = tf.add_n(list(losses.values()))
-        metrics = {metric.name: metric.result() for metric in self.metrics}
-        metrics.update(loss=loss, regularization_loss=regularization, total_loss=loss + regularization)
-        return metrics
+        return tf.add_n(list(losses.values())), regularization
+
+    def _densified(self, gradients: list, variables: list) -> list:
+        """Sparse embedding gradients of small tables made dense (see `dense_update_max_rows`).
+
+        A dense gradient costs one scatter-add into the table's shape and lets
+        the optimiser take its dense path; the sparse path de-duplicates ids
+        with Unique, which dominates an XLA-compiled step on CPU. For tables
+        beyond the limit the dense update itself would cost more, so those
+        stay sparse.
+        """
+        return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices)
+                and v.shape[0] <= self.dense_update_max_rows else g
+                for g, v in zip(gradients, variables)]
 
     def learned_task_weights(self) -> dict[str, float]:
         """Under uncertainty weighting, the effective weight 0.5·exp(-s_k) of each task's loss."""
@@ -247,6 +281,8 @@ def build_ranker(config, model_inputs: list[dict]) -> MultiTaskRanker:
         backbone=model.backbone, experts=model.experts.model_dump(),
         loss_balancing=config.training.loss_balancing, bottom=model.bottom,
         metrics_on_train=config.training.metrics_on_train,
+        dense_update_max_rows=config.training.dense_update_max_rows,
+        jit_compile=config.training.jit_compile,
         dtrn_attention_units=model.dtrn_attention_units,
         bottom_units=model.bottom_units, tower_units=model.tower_units, dropout=model.dropout,
         activation=model.activation, l2=model.l2, embedding_l2=model.embedding_l2,

@@ -86,3 +86,40 @@ def test_every_backbone_gives_per_task_outputs_and_named_gates():
             assert weights.shape == (4, len(names[gate]))
             np.testing.assert_allclose(tf.reduce_sum(weights, axis=-1), 1.0, rtol=1e-5)
     assert "ctr_expert0" in names["level1/cvr"]  # AdaTT: every task's experts in every gate
+
+
+def _random_batch(rows: int = 32, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    click = rng.integers(0, 2, rows).astype("float32")
+    return {"item_id": tf.constant(rng.integers(1, 10, rows)),
+            "hist_click": tf.constant(rng.integers(0, 10, (rows, 3))),
+            "price": tf.constant(rng.normal(size=rows).astype("float32")),
+            "click": tf.constant(click), "conversion": tf.constant(click * rng.integers(0, 2, rows)),
+            "dwell_time": tf.constant(click * rng.exponential(20.0, rows).astype("float32"))}
+
+
+def _weights_after_steps(steps: int = 3, **options) -> list[np.ndarray]:
+    tf.keras.utils.set_random_seed(3)
+    ranker = MultiTaskRanker(MODEL_INPUTS, TASKS, bottom_units=[8], tower_units=[4], **options)
+    ranker(dummy_features(MODEL_INPUTS))
+    ranker.compile(optimizer=tf.keras.optimizers.Adam(0.05))
+    ranker.optimizer.build(ranker.trainable_variables)
+    for step in range(steps):
+        ranker.train_step(_random_batch(seed=step))
+    return [v.numpy() for v in ranker.trainable_variables]
+
+
+def test_an_xla_compiled_step_trains_exactly_like_the_plain_step():
+    for balancing in ("fixed", "pcgrad"):
+        plain = _weights_after_steps(loss_balancing=balancing)
+        compiled = _weights_after_steps(loss_balancing=balancing, jit_compile=True)
+        assert any(np.abs(w - w0).max() > 1e-3 for w, w0 in zip(plain, _weights_after_steps(steps=0)))
+        for a, b in zip(plain, compiled):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_dense_and_sparse_embedding_updates_give_the_same_weights():
+    sparse = _weights_after_steps(dense_update_max_rows=0)
+    dense = _weights_after_steps(dense_update_max_rows=10**9)
+    for a, b in zip(sparse, dense):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
