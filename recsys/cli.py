@@ -70,29 +70,38 @@ def cmd_evaluate(args, config: Config) -> dict:
     return report
 
 
+def _sample_rows(config: Config, count: int) -> list[dict]:
+    """The first `count` valid rows of the configured input (invalid ones skipped)."""
+    from pipelines.sources import read_sample_rows
+    from pipelines.validation import RowError, RowValidator
+
+    validate, rows = RowValidator(config), []
+    for raw in read_sample_rows(config, count * 4):
+        try:
+            rows.append(validate(raw))
+        except RowError:
+            continue
+    return rows[:count]
+
+
 def cmd_export(args, config: Config):
     from recsys.training import load_trained_ranker
     from serving.export import export_model
 
-    version_dir = export_model(load_trained_ranker(config), config, config.artifacts)
-    print(f"exported {version_dir}")
+    from features.examples import to_example
+
+    warmup = [to_example(config, row) for row in _sample_rows(config, config.serving.warmup_rows)]
+    version_dir = export_model(load_trained_ranker(config), config, config.artifacts, warmup_examples=warmup)
+    print(f"exported {version_dir} ({len(warmup)} warm-up rows)")
     return version_dir
 
 
 def cmd_score(args, config: Config):
     from features.examples import to_example
-    from pipelines.sources import read_sample_rows
-    from pipelines.validation import RowError, RowValidator
     from serving.scoring import ExportedModel, latest_version
 
     model = ExportedModel(args.model_dir or latest_version(config.served_model_dir))
-    validate, rows = RowValidator(config), []
-    for raw in read_sample_rows(config, args.rows * 4):
-        try:
-            rows.append(validate(raw))
-        except RowError:
-            continue
-    rows = rows[:args.rows]
+    rows = _sample_rows(config, args.rows)
     served = model.score([to_example(config, row) for row in rows])
     scores = {name: served[name] for name in config.output_names}
     print(f"scored {len(rows)} raw rows with {model.version_dir}")
