@@ -47,6 +47,19 @@ def _feature(name: str, value, column_type: str | None) -> feature_pb2.Feature:
                                f"got {value!r}")
 
 
+def coerce_floats(features: Mapping, column_types: Mapping[str, str] | None) -> dict:
+    """Numbers of `float` columns as floats, so JSON sends `3.0` (TF Serving reads `3` as an int64)."""
+    types = column_types or {}
+    coerced = dict(features)
+    for name, value in features.items():
+        if types.get(name) == "float" and not isinstance(value, bool):
+            try:
+                coerced[name] = [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
+            except (TypeError, ValueError):
+                raise ExampleEncodingError(f"feature '{name}': expected a number, got {value!r}") from None
+    return coerced
+
+
 def encode_example(features: Mapping, column_types: Mapping[str, str] | None = None) -> bytes:
     """One serialized tf.Example from `{feature name: value}`."""
     types = column_types or {}

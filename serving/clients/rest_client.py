@@ -18,7 +18,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from serving.clients.errors import ServingClientError
-from serving.clients.examples import RankedCandidate, encode_example, rank
+from serving.clients.examples import RankedCandidate, coerce_floats, encode_example, rank
 
 
 class RestClient:
@@ -91,11 +91,11 @@ class RestClient:
         return self._call("POST", f"{self.model_url}:regress",
                           self._examples_body(examples, signature_name, context))["results"]
 
-    @staticmethod
-    def _examples_body(examples, signature_name, context) -> dict:
-        body = {"signature_name": signature_name, "examples": list(examples)}
+    def _examples_body(self, examples, signature_name, context) -> dict:
+        body = {"signature_name": signature_name,
+                "examples": [coerce_floats(example, self.column_types) for example in examples]}
         if context:
-            body["context"] = dict(context)
+            body["context"] = coerce_floats(context, self.column_types)
         return body
 
     def rank(self, context: Mapping, candidates: Sequence[Mapping], sort_by: str) -> list[RankedCandidate]:

@@ -18,6 +18,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from features.config import ConfigError
 from serving.standin.errors import invalid_argument, not_found
 from serving.standin.servable import Servable
 
@@ -59,7 +60,7 @@ def read_model_config(path: str | Path) -> model_server_config_pb2.ModelServerCo
     try:
         return text_format.Parse(Path(path).read_text(), model_server_config_pb2.ModelServerConfig())
     except text_format.ParseError as err:
-        raise ValueError(f"{path}: not a ModelServerConfig text proto: {err}") from None
+        raise ConfigError(f"{path}: not a TF Serving ModelServerConfig text proto: {err}") from None
 
 
 def single_model_config(name: str, base_path: str | Path) -> model_server_config_pb2.ModelServerConfig:
