@@ -17,6 +17,7 @@ and printed with the same `text_format`.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -91,7 +92,14 @@ def monitoring_config():
     return monitoring
 
 
-def docker_compose(config: Config, host_base_path: Path, host_config_dir: Path) -> dict:
+def _relative_to(path: Path, directory: Path) -> str:
+    """`path` as docker compose resolves it from `directory` (relative, so the files can move together)."""
+    relative = os.path.relpath(path, directory)
+    return relative if relative.startswith("..") or relative == "." else f"./{relative}"
+
+
+def docker_compose(config: Config, host_base_path: str, host_config_dir: str) -> dict:
+    """The official image serving `host_base_path` with the config files in `host_config_dir` (both relative)."""
     serving = config.serving
     return {"services": {"tf-serving": {
         "image": TF_SERVING_IMAGE,
@@ -114,13 +122,12 @@ def write_server_config(config: Config, out_dir: str | Path, model_base_path: st
     """Writes the four files into `out_dir`; `models.config` points at `model_base_path` (the container's)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    host_base_path = config.served_model_dir.parent.resolve()
+    host_base_path = _relative_to(config.served_model_dir.parent.resolve(), out_dir.resolve())
     files = {
         "models.config": text_format.MessageToString(model_server_config(config, model_base_path)),
         "batching_parameters.txt": text_format.MessageToString(batching_parameters(config)),
         "monitoring.config": text_format.MessageToString(monitoring_config()),
-        "docker-compose.yml": yaml.safe_dump(docker_compose(config, host_base_path, out_dir.resolve()),
-                                             sort_keys=False),
+        "docker-compose.yml": yaml.safe_dump(docker_compose(config, host_base_path, "."), sort_keys=False),
     }
     for name, text in files.items():
         (out_dir / name).write_text(text)

@@ -36,7 +36,7 @@ def test_models_config_batching_and_monitoring_files_parse_as_tf_serving_protos(
     assert monitoring.prometheus_config.enable
     service = yaml.safe_load((tmp_path / "tf_serving" / "docker-compose.yml").read_text())["services"]["tf-serving"]
     assert service["image"].startswith("tensorflow/serving:")
-    assert f"{tmp_path / 'models'}:/models:ro" in service["volumes"]
+    assert service["volumes"] == ["../models:/models:ro", ".:/config:ro"]  # relative to the compose file
     assert "--model_config_file=/config/models.config" in service["command"]
 
 
