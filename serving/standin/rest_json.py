@@ -41,9 +41,20 @@ def decode_value(value, where: str):
     return value
 
 
+def _leaves(values):
+    if isinstance(values, list):
+        for value in values:
+            yield from _leaves(value)
+    else:
+        yield values
+
+
 def _array(values, where: str) -> np.ndarray:
+    # Bytes stay Python objects: numpy's fixed-width "S" arrays drop trailing NUL bytes,
+    # which would corrupt serialized examples.
+    binary = any(isinstance(leaf, bytes) for leaf in _leaves(values))
     try:
-        array = np.asarray(values)
+        array = np.asarray(values, dtype=object if binary else None)
     except ValueError as err:
         raise invalid_argument(f"{where}: values must form a rectangular tensor: {err}") from None
     if array.dtype.kind == "O" and not all(isinstance(v, bytes) for v in array.ravel()):

@@ -55,6 +55,9 @@ class Servable:
             outputs = self._function(signature_name)(**inputs)
         except tf.errors.OpError as err:  # e.g. a required feature missing from an example
             raise ServingError(_grpc_code(err), _essential(err.message)) from None
+        except UnicodeDecodeError:  # TensorFlow's message quoted the undecodable input itself
+            raise invalid_argument(f"signature '{signature_name or DEFAULT_SIGNATURE}' could not parse its input "
+                                   "(e.g. bytes that are not a serialized tf.Example)") from None
         return {name: value.numpy() for name, value in outputs.items()}
 
     def predict(self, signature_name: str, inputs: dict[str, np.ndarray],

@@ -57,9 +57,9 @@ def test_a_broken_models_config_is_reported_with_its_path(tmp_path):
 
 
 def test_predict_bodies_in_row_and_columnar_form_with_b64_values():
-    encoded = {"b64": base64.b64encode(b"\x01\x02").decode()}
+    encoded = {"b64": base64.b64encode(b"\x01\x00").decode()}  # a trailing NUL must survive
     inputs, row_form = rest_json.predict_inputs({"instances": [encoded, encoded]}, ["examples"])
-    assert row_form and inputs["examples"].tolist() == [b"\x01\x02", b"\x01\x02"]
+    assert row_form and inputs["examples"].tolist() == [b"\x01\x00", b"\x01\x00"]
     inputs, row_form = rest_json.predict_inputs({"instances": [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]}, ["a", "b"])
     assert inputs["a"].tolist() == [1, 2] and inputs["b"].tolist() == ["x", "y"]
     inputs, row_form = rest_json.predict_inputs({"inputs": {"a": [1.5], "b": ["x"]}}, ["a", "b"])

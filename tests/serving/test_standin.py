@@ -115,6 +115,7 @@ def test_rank_scores_and_sorts_candidates_for_one_request(served_config, rest, g
     (":predict", b"{not json", 400, "JSON Parse error"),
     (":predict", b'{"signature_name": "nope", "instances": ["x"]}', 400, 'signature name: "nope" not found'),
     (":predict", b'{"instances": [1, 2]}', 400, "expects string values but int64"),
+    (":predict", b'{"instances": [{"b64": "/w=="}]}', 400, "parse"),
     (":predict", b'{"signature_name": "predict_features", "inputs": {"device": ["ios"]}}', 400,
      "Missing but required"),
     (":classify", b'{"signature_name": "classify_ctr", "examples": [{"user_id": "u1"}]}', 400,
