@@ -60,7 +60,7 @@ def _candidates(config, count: int) -> list[bytes]:
 
 
 def _latency(score, examples: list[bytes], calls: int) -> dict:
-    for _ in range(3):
+    for _ in range(10):  # first calls pay for lazy initialisation and connection set-up
         score(examples)
     seconds = []
     for _ in range(calls):
@@ -123,11 +123,12 @@ def _table(latency: list[dict], throughput: list[dict]) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "data_samples" / "synthetic.yaml"))
-    parser.add_argument("--calls", type=int, default=50, help="timed calls per path and size (1000: a fifth)")
+    parser.add_argument("--calls", type=int, default=100, help="timed calls per path and size (1000: a fifth)")
     parser.add_argument("--clients", default="1,4,8", help="concurrent client counts for throughput")
     parser.add_argument("--requests-per-client", type=int, default=20)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serving_latency"))
     args = parser.parse_args()
+    load_at_start = [round(x, 1) for x in os.getloadavg()]
     config = load_config(args.config)
     version_dir = latest_version(config.served_model_dir)
     candidates = _candidates(config, max(SIZES))
@@ -158,11 +159,14 @@ def main():
     finally:
         server.terminate()
         server.wait()
+    load = [round(x, 1) for x in os.getloadavg()]
     result = {"model": str(version_dir), "config": args.config, "cpu_count": os.cpu_count(),
+              "load_average_at_start": load_at_start, "load_average_at_end": load,
               "latency": latency, "throughput": throughput}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out + ".json").write_text(json.dumps(result, indent=2) + "\n")
-    header = (f"# Serving latency\n\n`{' '.join(sys.argv)}` on {os.cpu_count()} CPU cores; model {version_dir}.\n"
+    header = (f"# Serving latency\n\n`{' '.join(sys.argv)}` on {os.cpu_count()} CPU cores (1-minute load average "
+              f"{load_at_start[0]} at the start, {load[0]} at the end); model {version_dir}.\n"
               "Client and server on one machine (loopback); in-process is the SavedModel signature called directly.\n\n")
     Path(args.out + ".md").write_text(header + _table(latency, throughput))
     print(_table(latency, throughput))
