@@ -88,10 +88,9 @@ def _sample_rows(config: Config, count: int) -> list[dict]:
 
 
 def cmd_export(args, config: Config):
+    from features.examples import to_example
     from recsys.training import load_trained_ranker
     from serving.export import export_model
-
-    from features.examples import to_example
 
     warmup = [to_example(config, row) for row in _sample_rows(config, config.serving.warmup_rows)]
     version_dir = export_model(load_trained_ranker(config), config, config.artifacts, warmup_examples=warmup)

@@ -64,8 +64,11 @@ def _publish(staging: Path, model_dir: Path) -> Path:
                 raise
 
 
-def _retire_old_versions(model_dir: Path, keep: int):
+def _retire_old_versions(model_dir: Path, keep: int, pinned: frozenset[int] = frozenset()):
+    """Deletes all but the newest `keep` versions, never a `pinned` one (served by label or by number)."""
     for version in _versions(model_dir)[:-keep]:
+        if version in pinned:
+            continue
         doomed = model_dir / f".retired-{version}-{uuid.uuid4().hex}"
         os.rename(model_dir / str(version), doomed)  # invisible to TF Serving before the slow delete
         shutil.rmtree(doomed)
@@ -93,5 +96,6 @@ def export_model(ranker: tf.keras.Model, config: Config, transform_dir: str | Pa
         version_dir = _publish(staging, model_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _retire_old_versions(model_dir, config.export.keep_versions)
+    pinned = frozenset(config.serving.versions) | frozenset(config.serving.version_labels.values())
+    _retire_old_versions(model_dir, config.export.keep_versions, pinned)
     return version_dir
