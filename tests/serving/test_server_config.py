@@ -96,3 +96,15 @@ def test_classify_examples_are_merged_over_the_context_and_typed_like_tf_serving
         rest_json.examples_of({"examples": [{"flag": [1, "x"]}]})
     with pytest.raises(ServingError, match="non-empty list"):
         rest_json.examples_of({"examples": []})
+
+
+def test_the_command_line_writes_the_files_and_explains_a_serve_without_a_model(tmp_path, raw_config, capsys):
+    from recsys.cli import main
+
+    raw_config["export"]["base_path"] = str(tmp_path / "models")
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(raw_config))
+    assert main(["serving-config", "--config", str(config_path), "--out", str(tmp_path / "deploy")]) == 0
+    assert (tmp_path / "deploy" / "models.config").is_file()
+    assert main(["serve"]) == 2
+    assert "serve needs --config, --base-path with --model-name, or --model-config-file" in capsys.readouterr().err
