@@ -9,7 +9,7 @@ on serialized examples; REST (`:predict`, columnar, base64 examples) and gRPC
 loopback, driven by the project's clients. Every measure is taken in this one
 run, so the ratios to the floor are what to read (the machine is shared).
 Throughput: C concurrent client threads, each sending a fixed number of
-100-candidate requests. Writes benchmarks/results/serving_latency.{md,json}.
+100-candidate requests. Writes benchmarks/results/serving_latency.{md,json,png}.
 """
 from __future__ import annotations
 
@@ -168,8 +168,36 @@ def main():
     header = (f"# Serving latency\n\n`{' '.join(sys.argv)}` on {os.cpu_count()} CPU cores (1-minute load average "
               f"{load_at_start[0]} at the start, {load[0]} at the end); model {version_dir}.\n"
               "Client and server on one machine (loopback); in-process is the SavedModel signature called directly.\n\n")
-    Path(args.out + ".md").write_text(header + _table(latency, throughput))
+    plot(result, Path(args.out + ".png"))
+    Path(args.out + ".md").write_text(header + _table(latency, throughput)
+                                      + f"\n![latency]({Path(args.out).name}.png)\n")
     print(_table(latency, throughput))
+
+
+def plot(result: dict, path: Path):
+    """p50 (bars) and p99 (ticks) per path and candidate count, on a log scale: the floor and the overheads."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = list(dict.fromkeys(row["path"] for row in result["latency"]))
+    figure, axis = plt.subplots(figsize=(7, 4))
+    width = 0.8 / len(paths)
+    for i, name in enumerate(paths):
+        rows = [row for row in result["latency"] if row["path"] == name]
+        x = np.arange(len(rows)) + (i - (len(paths) - 1) / 2) * width
+        axis.bar(x, [row["p50_ms"] for row in rows], width, label=f"{name} p50")
+        axis.scatter(x, [row["p99_ms"] for row in rows], marker="_", s=200, color="black",
+                     label="p99" if i == 0 else None)
+    axis.set_xticks(np.arange(len(SIZES)), [f"{size} candidates" for size in SIZES])
+    axis.set_yscale("log")
+    axis.set_ylabel("latency per request (ms)")
+    axis.set_title("Scoring one request: in-process floor vs. the stand-in over REST and gRPC")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 class _Local:
