@@ -10,6 +10,9 @@ INSTALL_REQUIRES = [
     "apache-beam[gcp]==2.77.*",
     "tensorflow-transform==1.21.*",
     "tensorflow-serving-api",
+    "grpcio",      # serving: gRPC client and the stand-in's gRPC server
+    "aiohttp",     # serving: the stand-in's REST server
+    "requests",    # serving: the REST client
     "tensorboard",
     "pandas",
     "pyarrow",

@@ -162,6 +162,35 @@ class ExportConfig(_Section):
     keep_versions: int = Field(3, gt=0)
 
 
+class ServingConfig(_Section):
+    """Warm-up rows written with each export, the local stand-in server, and the generated TF Serving config."""
+
+    warmup_rows: int = Field(16, gt=0, le=1000, description="sample rows replayed when a version loads")
+    rest_port: int = Field(8501, ge=0, lt=65536)
+    grpc_port: int = Field(8500, ge=0, lt=65536)
+    max_batch_size: int = Field(1024, gt=0, description="larger requests are refused, as by TF Serving's batcher")
+    poll_seconds: float = Field(2.0, gt=0, description="how often the base path is checked for new versions")
+    version_policy: Literal["latest", "all", "specific"] = "latest"
+    num_versions: int = Field(1, gt=0, description="versions served under the `latest` policy")
+    versions: list[int] = Field([], description="versions served under the `specific` policy")
+    version_labels: dict[str, int] = Field({}, description="e.g. {stable: 3, canary: 4}")
+    batch_timeout_micros: int = Field(1000, ge=0)
+    num_batch_threads: int = Field(4, gt=0)
+    max_enqueued_batches: int = Field(100, gt=0)
+
+    @pydantic.model_validator(mode="after")
+    def _labels_name_served_versions(self):
+        # TF Serving only lets a label point at a version its policy loads.
+        if self.version_policy == "specific" and not self.versions:
+            raise ValueError("version_policy 'specific' needs `versions`")
+        stray = {label: v for label, v in self.version_labels.items()
+                 if self.version_policy == "specific" and v not in self.versions}
+        if stray or (self.version_labels and self.version_policy == "latest" and self.num_versions < 2):
+            raise ValueError(f"version_labels {stray or self.version_labels} must name versions the policy serves: "
+                             "use version_policy 'specific' with those `versions` (or 'all')")
+        return self
+
+
 class EvaluationConfig(_Section):
     group_by: str | None = None
     truth: dict[str, str] = {}
@@ -181,6 +210,7 @@ class Config(_Section):
     training: TrainingConfig = TrainingConfig()
     pipeline: PipelineConfig = PipelineConfig()
     export: ExportConfig
+    serving: ServingConfig = ServingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
 
     def column(self, name: str) -> Column:

@@ -2,13 +2,16 @@
 
 `serving_default` takes serialized raw `tf.Example`s (`examples`, labels never
 needed), parses them with the config's raw schema, applies the same transform
-graph the pipeline used, and returns every task's score. A version appears
-under `<base>/<model_name>/<version>/` by one atomic rename, so TF Serving
-never sees a half-written model.
+graph the pipeline used, and returns every task's score; `serving.signatures`
+adds the per-task Classify/Regress signatures and a raw-features one. The
+version is staged in a hidden directory with its warm-up requests, then
+appears under `<base>/<model_name>/<version>/` by one atomic rename, so TF
+Serving never sees a half-written model.
 """
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import uuid
@@ -19,6 +22,10 @@ import tensorflow_transform as tft
 
 from features.config import Config
 from features.schema import serving_feature_spec
+from serving import signatures
+from serving.warmup import write_warmup
+
+_LOG = logging.getLogger(__name__)
 
 
 class ServingModule(tf.Module):
@@ -32,9 +39,11 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(self, examples):
-        raw_features = tf.io.parse_example(examples, self._raw_spec)
-        transformed = self.transform_layer(raw_features)
-        return self.ranker(transformed, training=False)
+        return self.score_raw_features(tf.io.parse_example(examples, self._raw_spec))
+
+    def score_raw_features(self, raw_features: dict) -> dict:
+        """Parsed raw features (as `tf.io.parse_example` gives them) → every output's score."""
+        return self.ranker(self.transform_layer(raw_features), training=False)
 
 
 def _versions(model_dir: Path) -> list[int]:
@@ -55,23 +64,38 @@ def _publish(staging: Path, model_dir: Path) -> Path:
                 raise
 
 
-def _retire_old_versions(model_dir: Path, keep: int):
+def _retire_old_versions(model_dir: Path, keep: int, pinned: frozenset[int] = frozenset()):
+    """Deletes all but the newest `keep` versions, never a `pinned` one (served by label or by number)."""
     for version in _versions(model_dir)[:-keep]:
+        if version in pinned:
+            continue
         doomed = model_dir / f".retired-{version}-{uuid.uuid4().hex}"
         os.rename(model_dir / str(version), doomed)  # invisible to TF Serving before the slow delete
         shutil.rmtree(doomed)
 
 
-def export_model(ranker: tf.keras.Model, config: Config, transform_dir: str | Path) -> Path:
-    """Writes a new version of the served model and returns its directory."""
+def export_model(ranker: tf.keras.Model, config: Config, transform_dir: str | Path,
+                 warmup_examples: list[bytes] | None = None) -> Path:
+    """Writes a new version of the served model and returns its directory.
+
+    `warmup_examples` (serialized raw `tf.Example`s, e.g. a few sample rows)
+    become the version's TF Serving warm-up requests; without them the first
+    requests after a load are slow, which is logged.
+    """
     model_dir = config.served_model_dir
     model_dir.mkdir(parents=True, exist_ok=True)
     module = ServingModule(ranker, tft.TFTransformOutput(str(transform_dir)), serving_feature_spec(config))
     staging = model_dir / f".staging-{uuid.uuid4().hex}"
     try:
-        tf.saved_model.save(module, str(staging), signatures={"serving_default": module.serve_examples})
+        tf.saved_model.save(module, str(staging), signatures=signatures.build_signatures(module, config))
+        signatures.write_method_names(staging, signatures.signature_methods(config))
+        if warmup_examples:
+            write_warmup(staging, config, warmup_examples)
+        else:
+            _LOG.warning("exporting %s without warm-up requests: pass warmup_examples", model_dir)
         version_dir = _publish(staging, model_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _retire_old_versions(model_dir, config.export.keep_versions)
+    pinned = frozenset(config.serving.versions) | frozenset(config.serving.version_labels.values())
+    _retire_old_versions(model_dir, config.export.keep_versions, pinned)
     return version_dir

@@ -40,3 +40,10 @@ def test_old_versions_are_retired_and_hidden_directories_are_ignored(tmp_path):
     _retire_old_versions(tmp_path, keep=2)
     assert _versions(tmp_path) == [4, 5]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".staging-in-progress", "4", "5"]
+
+
+def test_versions_a_label_or_a_specific_policy_serves_are_never_retired(tmp_path):
+    for name in "abcde":
+        _publish(_staged(tmp_path, name), tmp_path)
+    _retire_old_versions(tmp_path, keep=2, pinned=frozenset({1}))
+    assert _versions(tmp_path) == [1, 4, 5]
