@@ -1,0 +1,42 @@
+import numpy as np
+import tensorflow as tf
+
+from recsys.data import in_memory_dataset, make_dataset
+
+SPEC = {"row": tf.io.FixedLenFeature([], tf.int64), "ids": tf.io.FixedLenFeature([2], tf.int64)}
+
+
+def _write_shards(tmp_path, rows: int = 50, shards: int = 2) -> list[str]:
+    paths = []
+    for shard in range(shards):
+        path = str(tmp_path / f"part-{shard}.tfrecord.gz")
+        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+            for row in range(shard, rows, shards):
+                example = tf.train.Example(features=tf.train.Features(feature={
+                    "row": tf.train.Feature(int64_list=tf.train.Int64List(value=[row])),
+                    "ids": tf.train.Feature(int64_list=tf.train.Int64List(value=[row, row + 1]))}))
+                writer.write(example.SerializeToString())
+        paths.append(path)
+    return paths
+
+
+def _epoch(dataset) -> list[int]:
+    batches = list(dataset)
+    for batch in batches:
+        np.testing.assert_array_equal(batch["ids"][:, 0], batch["row"])  # columns stay aligned
+    return [int(r) for batch in batches for r in batch["row"]]
+
+
+def test_in_memory_data_serves_every_row_once_per_epoch_in_a_new_order(tmp_path):
+    dataset = in_memory_dataset(_write_shards(tmp_path), SPEC, batch_size=8, seed=1)
+    first, second = _epoch(dataset), _epoch(dataset)
+    assert sorted(first) == sorted(second) == list(range(50))
+    assert first != second
+    assert int(dataset.cardinality()) == 7
+
+
+def test_dropping_the_remainder_keeps_every_batch_full(tmp_path):
+    files = _write_shards(tmp_path)
+    for dataset in (in_memory_dataset(files, SPEC, 8, drop_remainder=True),
+                    make_dataset(files, SPEC, 8, shuffle=True, drop_remainder=True)):
+        assert [len(b["row"]) for b in dataset] == [8] * 6
