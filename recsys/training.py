@@ -53,9 +53,14 @@ def _callbacks(config: Config, artifacts: Artifacts, verbose: bool) -> list:
 
 
 def _ssl_task(config: Config, artifacts: Artifacts, manifest: dict) -> dict:
-    """The self-supervised task's arguments, checked against what the pipeline wrote for it."""
+    """The self-supervised task's arguments, checked against what the pipeline wrote for it.
+
+    CFM needs the stored mutual information and catalogue sampling the item
+    corpus; RFM over impression items needs nothing from the pipeline.
+    """
     written = manifest.get("ssl")
-    if written is None or written["item_features"] != config.ssl_item_features:
+    needs_pipeline = config.ssl.strategy == "cfm" or config.ssl.item_sampling == "catalogue"
+    if needs_pipeline and (written is None or written["item_features"] != config.ssl_item_features):
         raise RecsysError(f"{artifacts.manifest_path}: the artifacts have no item corpus and mutual information "
                           f"for ssl.item_features {config.ssl_item_features}; run `recsys preprocess` "
                           "with this config (ssl.enabled: true)")
