@@ -195,16 +195,17 @@ class MultiTaskRanker(tfrs.models.Model):
         return losses
 
     def auxiliary_losses(self, features: dict, training: bool = False) -> dict[str, tf.Tensor]:
-        """While training with ssl on: {"ssl": alpha × the contrastive item loss}; otherwise empty.
+        """With ssl on: {"ssl": alpha × the contrastive item loss} while training; otherwise empty.
 
-        Evaluation leaves it out, so `val_total_loss` compares with and without ssl.
+        Evaluation measures the loss (on the batch's own items) for `val_ssl_loss`
+        but leaves it out of the total, so `val_total_loss` compares with and without ssl.
         """
-        if self.self_supervised is None or not training:
+        if self.self_supervised is None:
             return {}
         task = self.self_supervised
         loss = task(task.item_features(features), self.embedding, training=training)
         self.ssl_loss_tracker.update_state(loss)
-        return {"ssl": task.alpha * loss}
+        return {"ssl": task.alpha * loss} if training else {}
 
     def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
         losses = self.task_losses(features, training)
