@@ -52,7 +52,7 @@ def _callbacks(config: Config, artifacts: Artifacts, verbose: bool) -> list:
     return callbacks
 
 
-def _ssl_task(config: Config, artifacts: Artifacts, manifest: dict) -> dict:
+def ssl_task_from_artifacts(config: Config, artifacts: Artifacts, manifest: dict) -> dict:
     """The self-supervised task's arguments, checked against what the pipeline wrote for it.
 
     CFM needs the stored mutual information and catalogue sampling the item
@@ -94,7 +94,7 @@ def train(config: Config, verbose: bool = True) -> dict:
     train_data = make_dataset(split_files(artifacts.root, "train"), spec, training.batch_size,
                               shuffle=True, seed=config.seed, shuffle_buffer=training.shuffle_buffer)
     eval_data = make_dataset(split_files(artifacts.root, "eval"), spec, training.batch_size)
-    ssl = _ssl_task(config, artifacts, manifest) if config.ssl.enabled else None
+    ssl = ssl_task_from_artifacts(config, artifacts, manifest) if config.ssl.enabled else None
     if ssl and config.ssl.item_sampling == "catalogue":
         train_data = with_item_batches(train_data, _catalogue_items(config, artifacts, manifest, spec),
                                        ITEM_BATCH_KEY)
