@@ -6,6 +6,7 @@
     <artifacts>/manifest.json   counts, vocabulary sizes, model inputs
     <artifacts>/items/*.tfrecord.gz   with ssl on: one transformed row per distinct training item
     <artifacts>/item_feature_mi.json   with ssl on: pairwise mutual information of item features (train)
+    <artifacts>/item_feature_mi.png   the same as a heatmap
     <model_dir>/   weights, checkpoints, TensorBoard logs, training.json (default <artifacts>/model)
     <model_dir>/evaluation/   evaluation.json, summary.txt
 """

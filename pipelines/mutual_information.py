@@ -159,3 +159,25 @@ class ItemFeatureMutualInformation(beam.PTransform):
                 | "MatrixJson" >> beam.Map(lambda tables: json.dumps(mi_document(names, tables)))
                 | "WriteMatrix" >> beam.io.WriteToText(self._path, shard_name_template="", num_shards=1))
 
+
+
+def plot_mutual_information(mi_path, png_path):
+    """A heatmap of the stored matrix, so the feature groups CFM masks together can be seen at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    document = json.loads(open(mi_path).read())
+    names, matrix = document["features"], np.asarray(document["mutual_information"])
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 1.0 * len(names) + 1.5))
+    image = ax.imshow(matrix, cmap="viridis")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i, j in itertools.product(range(len(names)), repeat=2):
+        ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", color="white", fontsize=8)
+    fig.colorbar(image, ax=ax, label="nats (diagonal: entropy)")
+    ax.set_title(f"Item feature mutual information, train split ({document['rows']} rows)")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)

@@ -30,7 +30,7 @@ from features.errors import RecsysError
 from features.schema import raw_feature_spec, transform_input_columns
 from features.transform import feature_kind, make_preprocessing_fn, model_inputs
 from pipelines.item_corpus import DistinctItems
-from pipelines.mutual_information import ItemFeatureMutualInformation
+from pipelines.mutual_information import ItemFeatureMutualInformation, plot_mutual_information
 from pipelines.sources import ReadRawRows, input_columns
 from pipelines.split import EVAL, SPLITS, TRAIN, split_of
 from pipelines.validation import DeadLetter, RowError, RowValidator, parse_csv_line
@@ -198,7 +198,7 @@ def _clear_outputs(output_dir: Path):
     """Removes only what this job writes, so stale shards never mix with new ones."""
     artifacts = Artifacts(output_dir)
     for name in OUTPUT_DIRS + (artifacts.manifest_path.name, artifacts.item_corpus_dir.name,
-                               artifacts.item_feature_mi_path.name):
+                               artifacts.item_feature_mi_path.name, artifacts.item_feature_mi_path.stem + ".png"):
         target = output_dir / name
         if target.is_dir():
             shutil.rmtree(target)
@@ -224,6 +224,9 @@ def run_preprocess(config: Config, output_dir: str | Path, beam_args: list[str] 
         shutil.rmtree(temp_dir, ignore_errors=True)
     raw_metadata = dataset_metadata.DatasetMetadata.from_feature_spec(raw_feature_spec(config))
     metadata_io.write_metadata(raw_metadata, str(output_dir / "metadata"))
+    if config.ssl.enabled:
+        artifacts = Artifacts(output_dir)
+        plot_mutual_information(artifacts.item_feature_mi_path, artifacts.item_feature_mi_path.with_suffix(".png"))
     manifest = _manifest(config, output_dir, _read_counts(output_dir), time.monotonic() - started)
     Artifacts(output_dir).manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     if manifest["bad_fraction"] > config.pipeline.max_bad_fraction:
