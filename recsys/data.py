@@ -60,4 +60,5 @@ def make_item_dataset(files: list[str], feature_spec: dict, batch_size: int, see
 
 def with_item_batches(dataset: tf.data.Dataset, items: tf.data.Dataset, key: str) -> tf.data.Dataset:
     """Each batch of `dataset` carries one batch of `items` under `key`; ends when `dataset` does."""
-    return tf.data.Dataset.zip((dataset, items)).map(lambda batch, item_batch: {**batch, key: item_batch})
+    merged = tf.data.Dataset.zip((dataset, items)).map(lambda batch, item_batch: {**batch, key: item_batch})
+    return merged.prefetch(tf.data.AUTOTUNE)
