@@ -165,15 +165,23 @@ def main():
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--temperature", type=float, default=0.1)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "ssl_ablation"))
+    parser.add_argument("--workdir", help="keep data and artifacts here; a later run with the same data "
+                                          "arguments reuses them (to vary only the SSL knobs)")
     args = parser.parse_args()
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-ssl-"))
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench-ssl-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "logs.csv"
-    synthetic.write(synthetic.SyntheticSpec(rows=args.rows, seed=args.data_seed, num_items=args.items,
-                                            item_popularity_exponent=args.popularity_exponent), str(data))
     base = _config(workdir, data, "base", 0, args)
-    manifest = run_preprocess(base, base.artifacts)
-    print(f"preprocessed in {manifest['seconds']}s: {manifest['rows']}, {manifest['ssl']['items']} items", flush=True)
+    if (Artifacts.of(base).manifest_path).exists():
+        manifest = Artifacts.of(base).manifest()
+        print(f"reusing the data and artifacts in {workdir}", flush=True)
+    else:
+        synthetic.write(synthetic.SyntheticSpec(rows=args.rows, seed=args.data_seed, num_items=args.items,
+                                                item_popularity_exponent=args.popularity_exponent), str(data))
+        manifest = run_preprocess(base, base.artifacts)
+        print(f"preprocessed in {manifest['seconds']}s: {manifest['rows']}, {manifest['ssl']['items']} items",
+              flush=True)
     counts, buckets = _item_buckets(base)
     row_buckets_of = lambda ids: bucket_of(ids, buckets)  # noqa: E731
     variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
