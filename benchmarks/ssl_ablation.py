@@ -212,13 +212,14 @@ def main():
              f"whole run {time.monotonic() - started:.0f}s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(
+    written = {suffix: out.parent / f"{out.name}.{suffix}" for suffix in ("json", "md", "png")}  # names may hold dots
+    written["json"].write_text(json.dumps(
         {"setup": setup, "args": vars(args), "buckets": bucket_info, "summary": summary, "runs": runs},
         indent=2) + "\n")
-    out.with_suffix(".md").write_text(_markdown(setup, bucket_info, summary))
+    written["md"].write_text(_markdown(setup, bucket_info, summary))
     if "none" in variants and len(variants) > 1:
-        _plot(summary, out.with_suffix(".png"))
-    print(out.with_suffix(".md").read_text())
+        _plot(summary, written["png"])
+    print(written["md"].read_text())
 
 
 if __name__ == "__main__":
