@@ -56,7 +56,8 @@ def _config(workdir: Path, data: Path, variant: str, seed: int, args) -> object:
                            early_stopping_patience=args.epochs, model_dir=str(workdir / "models" / f"{variant}-{seed}"))
     # The pipeline always writes the corpus and MI (ssl on), so every variant reads the same artifacts.
     raw["ssl"] = {"enabled": variant != "none", "strategy": VARIANTS.get(variant) or "cfm",
-                  "alpha": args.alpha, "temperature": args.temperature, "encoder_units": [128, 64]}
+                  "alpha": args.alpha, "temperature": args.temperature, "encoder_units": [128, 64],
+                  "item_sampling": args.item_sampling}
     return parse_config(raw)
 
 
@@ -164,6 +165,7 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=0.003)
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--temperature", type=float, default=0.1)
+    parser.add_argument("--item-sampling", choices=("catalogue", "impressions"), default="catalogue")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "ssl_ablation"))
     parser.add_argument("--workdir", help="keep data and artifacts here; a later run with the same data "
                                           "arguments reuses them (to vary only the SSL knobs)")
@@ -207,7 +209,7 @@ def main():
              f"(data seed {args.data_seed}; train {manifest['rows']['train']}, eval {manifest['rows']['eval']}, "
              f"{manifest['ssl']['items']} distinct training items); ESMM shared-bottom ranker, {args.epochs} epoch(s), "
              f"batch {args.batch_size}, Adam {args.learning_rate}; SSL alpha {args.alpha}, temperature "
-             f"{args.temperature}, mask rate 0.5, value dropout 0.1, item tower [128, 64], catalogue sampling; "
+             f"{args.temperature}, mask rate 0.5, value dropout 0.1, item tower [128, 64], {args.item_sampling} sampling; "
              f"training seeds {seeds}; {os.cpu_count()} CPU cores (shared); "
              f"whole run {time.monotonic() - started:.0f}s")
     out = Path(args.out)

@@ -27,16 +27,17 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
+from features.transform import PADDING_ID
+
 NUMERIC_BIN_WIDTH = 0.5  # in standard deviations
 NUMERIC_CLIP = 3.0
-_PADDING = 0
 
 
 def _column_matrix(batch: pa.RecordBatch, name: str) -> np.ndarray:
     """A transformed column as [rows, values per row] (1 for scalars, max_length for multi-valued)."""
     column = batch.column(batch.schema.get_field_index(name))
-    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type) or \
-            pa.types.is_fixed_size_list(column.type):
+    if any(is_list(column.type) for is_list in (pa.types.is_list, pa.types.is_large_list,
+                                                 pa.types.is_fixed_size_list)):
         return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), -1)
     return column.to_numpy(zero_copy_only=False).reshape(-1, 1)
 
@@ -47,7 +48,7 @@ def feature_tokens(values: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarra
         clipped = np.clip(values.astype(np.float64), -NUMERIC_CLIP, NUMERIC_CLIP)
         return np.round(clipped / NUMERIC_BIN_WIDTH).astype(np.int64), np.ones(values.shape)
     tokens = values.astype(np.int64)
-    present = tokens != _PADDING
+    present = tokens != PADDING_ID
     if kind == "multi_valued":
         present[:, 0] |= ~present.any(axis=1)  # an empty list counts once, as the padding token
     else:
