@@ -130,12 +130,12 @@ def test_the_same_item_twice_is_not_its_own_negative():
     assert float(with_duplicate) < float(distinct)
 
 
-def _ranker(strategy: str = "cfm", item_sampling: str = "catalogue") -> MultiTaskRanker:
+def _ranker(strategy: str = "cfm", item_sampling: str = "catalogue", loss_balancing: str = "fixed") -> MultiTaskRanker:
     ssl = dict(item_inputs=ITEM_INPUTS, strategy=strategy, alpha=0.5, temperature=0.1, mask_rate=0.5,
                dropout_rate=0.2, encoder_units=[8], item_sampling=item_sampling,
                mutual_information=MUTUAL_INFORMATION if strategy == "cfm" else None)
     return MultiTaskRanker(MODEL_INPUTS, TASKS, structure="esmm", esmm=ESMM, bottom_units=[8], tower_units=[4],
-                           ssl=ssl)
+                           loss_balancing=loss_balancing, ssl=ssl)
 
 
 def _training_batch() -> dict:
@@ -147,9 +147,10 @@ def _training_batch() -> dict:
     return features
 
 
-def test_ssl_loss_joins_training_only_and_trains_the_shared_item_embeddings():
+@pytest.mark.parametrize("loss_balancing", ["fixed", "pcgrad"])
+def test_ssl_loss_joins_training_and_trains_the_shared_item_embeddings(loss_balancing):
     tf.keras.utils.set_random_seed(2)
-    ranker = _ranker()
+    ranker = _ranker(loss_balancing=loss_balancing)
     batch = _training_batch()
     ranker(batch)
     ranking = float(ranker.compute_loss(batch, training=False))
