@@ -52,6 +52,10 @@ class Artifacts:
     def item_feature_mi_path(self) -> Path:
         return self.root / "item_feature_mi.json"
 
+    @property
+    def item_feature_mi_plot_path(self) -> Path:
+        return self.root / "item_feature_mi.png"
+
     def item_feature_mi(self, names: list[str]) -> list[list[float]]:
         """The stored mutual-information matrix, rows and columns in the order of `names`."""
         path = self.item_feature_mi_path

@@ -198,7 +198,7 @@ def _clear_outputs(output_dir: Path):
     """Removes only what this job writes, so stale shards never mix with new ones."""
     artifacts = Artifacts(output_dir)
     for name in OUTPUT_DIRS + (artifacts.manifest_path.name, artifacts.item_corpus_dir.name,
-                               artifacts.item_feature_mi_path.name, artifacts.item_feature_mi_path.stem + ".png"):
+                               artifacts.item_feature_mi_path.name, artifacts.item_feature_mi_plot_path.name):
         target = output_dir / name
         if target.is_dir():
             shutil.rmtree(target)
@@ -226,7 +226,7 @@ def run_preprocess(config: Config, output_dir: str | Path, beam_args: list[str] 
     metadata_io.write_metadata(raw_metadata, str(output_dir / "metadata"))
     if config.ssl.enabled:
         artifacts = Artifacts(output_dir)
-        plot_mutual_information(artifacts.item_feature_mi_path, artifacts.item_feature_mi_path.with_suffix(".png"))
+        plot_mutual_information(artifacts.item_feature_mi_path, artifacts.item_feature_mi_plot_path)
     manifest = _manifest(config, output_dir, _read_counts(output_dir), time.monotonic() - started)
     Artifacts(output_dir).manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     if manifest["bad_fraction"] > config.pipeline.max_bad_fraction:

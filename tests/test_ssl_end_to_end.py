@@ -53,7 +53,7 @@ def test_pipeline_writes_one_corpus_row_per_training_item_and_the_mi_matrix(ssl_
     assert sorted(corpus["item_id"]) == sorted(set(train["item_id"]))
     assert manifest["ssl"]["items"] == len(corpus["item_id"])
     document = json.loads(artifacts.item_feature_mi_path.read_text())
-    assert artifacts.item_feature_mi_path.with_suffix(".png").stat().st_size > 0
+    assert artifacts.item_feature_mi_plot_path.stat().st_size > 0
     assert document["features"] == config.ssl_item_features == manifest["ssl"]["item_features"]
     assert document["rows"] == manifest["rows"]["train"]
     matrix = np.array(document["mutual_information"])
