@@ -4,6 +4,9 @@
     <artifacts>/transform_fn/, transformed_metadata/, metadata/   tf.Transform output
     <artifacts>/dead_letter/*.jsonl   rejected rows with reasons
     <artifacts>/manifest.json   counts, vocabulary sizes, model inputs
+    <artifacts>/items/*.tfrecord.gz   with ssl on: one transformed row per distinct training item
+    <artifacts>/item_feature_mi.json   with ssl on: pairwise mutual information of item features (train)
+    <artifacts>/item_feature_mi.png   the same as a heatmap
     <model_dir>/   weights, checkpoints, TensorBoard logs, training.json (default <artifacts>/model)
     <model_dir>/evaluation/   evaluation.json, summary.txt
 """
@@ -12,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+
+from features.errors import RecsysError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +43,31 @@ class Artifacts:
     @property
     def dead_letter_dir(self) -> Path:
         return self.root / "dead_letter"
+
+    @property
+    def item_corpus_dir(self) -> Path:
+        return self.root / "items"
+
+    @property
+    def item_feature_mi_path(self) -> Path:
+        return self.root / "item_feature_mi.json"
+
+    @property
+    def item_feature_mi_plot_path(self) -> Path:
+        return self.root / "item_feature_mi.png"
+
+    def item_feature_mi(self, names: list[str]) -> list[list[float]]:
+        """The stored mutual-information matrix, rows and columns in the order of `names`."""
+        path = self.item_feature_mi_path
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist; run `recsys preprocess` with ssl.enabled: true")
+        document = json.loads(path.read_text())
+        missing = [n for n in names if n not in document["features"]]
+        if missing:
+            raise RecsysError(f"{path}: no mutual information for item feature(s) {', '.join(missing)}; "
+                              "run `recsys preprocess` again with this config")
+        order = [document["features"].index(n) for n in names]
+        return [[document["mutual_information"][i][j] for j in order] for i in order]
 
     @property
     def weights_path(self) -> Path:

@@ -196,6 +196,21 @@ class EvaluationConfig(_Section):
     truth: dict[str, str] = {}
 
 
+class SslConfig(_Section):
+    """Self-supervised item augmentation (Yao et al., CIKM 2021): a contrastive loss on two masked item views."""
+
+    enabled: bool = False
+    strategy: Literal["rfm", "cfm"] = "cfm"  # random or correlated (mutual-information) feature masking
+    alpha: float = Field(0.1, ge=0.0, description="weight of the contrastive loss beside the ranking loss")
+    temperature: float = Field(0.1, gt=0.0)
+    mask_rate: float = Field(0.5, gt=0.0, lt=1.0, description="share of item features masked in view one")
+    dropout_rate: float = Field(0.1, ge=0.0, lt=1.0, description="values dropped from multi-valued features")
+    item_sampling: Literal["catalogue", "impressions"] = "catalogue"
+    item_features: list[str] = []  # default: every feature with group 'item'; the first one keys the corpus
+    encoder_units: list[int] = Field([64], min_length=1, description="item tower; the last is the view size")
+    batch_size: int | None = Field(None, gt=0, description="items per step (default training.batch_size)")
+
+
 class Config(_Section):
     name: str
     seed: int = 42
@@ -212,6 +227,7 @@ class Config(_Section):
     export: ExportConfig
     serving: ServingConfig = ServingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    ssl: SslConfig = SslConfig()
 
     def column(self, name: str) -> Column:
         return next(c for c in self.columns if c.name == name)
@@ -250,6 +266,11 @@ class Config(_Section):
     def passthrough_columns(self) -> list[str]:
         """Columns carried to the eval data untransformed, for evaluation only."""
         return list(dict.fromkeys(self.evaluation.truth.values()))
+
+    @property
+    def ssl_item_features(self) -> list[str]:
+        """Item features the self-supervised views mask: `ssl.item_features`, else every item-group feature."""
+        return list(self.ssl.item_features) or [f.name for f in self.features if f.group == "item"]
 
     @property
     def artifacts(self) -> Path:
@@ -328,7 +349,7 @@ def parse_config(raw: dict, source: str = "config") -> Config:
 
 def _all_keys() -> set[str]:
     sections = [Column, Feature, Sequence, Task, Esmm, ModelConfig, TrainingConfig, InputConfig,
-                SplitConfig, PipelineConfig, ExportConfig, EvaluationConfig, Config]
+                SplitConfig, PipelineConfig, ExportConfig, EvaluationConfig, SslConfig, Config]
     return {key for section in sections for key in section.model_fields}
 
 
@@ -468,6 +489,27 @@ def _other_problems(config: Config, columns: dict[str, Column]):
         yield f"evaluation.group_by: no feature named '{config.evaluation.group_by}'"
     yield from _esmm_problems(config)
     yield from _backbone_problems(config)
+    yield from _ssl_problems(config)
+
+
+def _ssl_problems(config: Config):
+    if not config.ssl.enabled:
+        return
+    features = {f.name: f for f in config.features}
+    for i, name in enumerate(config.ssl.item_features):
+        if name not in features:
+            yield f"ssl.item_features[{i}]: no feature named '{name}'"
+    for dup in _duplicates(list(config.ssl.item_features)):
+        yield f"ssl.item_features: '{dup}' is listed more than once"
+    names = config.ssl_item_features
+    if len(names) < 2:
+        yield (f"ssl.item_features: two views need at least two item features to split between them, "
+               f"got {names or 'none (no feature has group: item)'}")
+    elif names[0] in features:
+        key = features[names[0]]
+        if not key.is_categorical or config.column(key.source).type == "string_list":
+            yield (f"ssl.item_features: the first, '{key.name}', keys the item corpus and must be a "
+                   "single-valued categorical feature (the item id)")
 
 
 def _backbone_problems(config: Config):

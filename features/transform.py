@@ -42,6 +42,13 @@ def _is_multi_valued(config: Config, feature: Feature) -> bool:
     return config.column(feature.source).type == "string_list"
 
 
+def feature_kind(config: Config, feature: Feature) -> str:
+    """"categorical", "multi_valued" or "numeric": how the model receives the feature."""
+    if not feature.is_categorical:
+        return "numeric"
+    return "multi_valued" if _is_multi_valued(config, feature) else "categorical"
+
+
 def _shift_ids(ids):
     """Moves ids up by one so that 0 can mean padding."""
     if isinstance(ids, tf.SparseTensor):

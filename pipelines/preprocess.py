@@ -28,7 +28,9 @@ from features.artifacts import Artifacts
 from features.config import Config
 from features.errors import RecsysError
 from features.schema import raw_feature_spec, transform_input_columns
-from features.transform import make_preprocessing_fn, model_inputs
+from features.transform import feature_kind, make_preprocessing_fn, model_inputs
+from pipelines.item_corpus import DistinctItems
+from pipelines.mutual_information import ItemFeatureMutualInformation, plot_mutual_information
 from pipelines.sources import ReadRawRows, input_columns
 from pipelines.split import EVAL, SPLITS, TRAIN, split_of
 from pipelines.validation import DeadLetter, RowError, RowValidator, parse_csv_line
@@ -102,15 +104,20 @@ def build_pipeline(pipeline, config: Config, header: list[str] | None, output_di
     with tft_beam.Context(temp_dir=temp_dir):
         transform_fn = ((rows[TRAIN], raw_metadata)
                         | "AnalyzeTrain" >> tft_beam.AnalyzeDataset(make_preprocessing_fn(config)))
+        transformed_splits = {}
         for split in SPLITS:
             transformed, _ = (((rows[split], raw_metadata), transform_fn)
                               | f"Transform{split}" >> tft_beam.TransformDataset(output_record_batches=True))
+            transformed_splits[split] = transformed
             (transformed
              | f"Encode{split}" >> beam.ParDo(EncodeExamples())
              | f"Write{split}" >> beam.io.WriteToTFRecord(
                  str(Artifacts(output_dir).split_dir(split) / "part"), file_name_suffix=".tfrecord.gz",
                  num_shards=config.pipeline.num_shards, compression_type=CompressionTypes.GZIP))
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(str(output_dir))
+        if config.ssl.enabled:
+            _add_ssl_item_steps(config, rows[TRAIN], transformed_splits[TRAIN], raw_metadata, transform_fn,
+                                output_dir)
     (rows[DEAD_LETTER]
      | "DeadLetterJson" >> beam.Map(json.dumps, sort_keys=True)
      | "WriteDeadLetters" >> beam.io.WriteToText(str(Artifacts(output_dir).dead_letter_dir / "part"),
@@ -119,6 +126,29 @@ def build_pipeline(pipeline, config: Config, header: list[str] | None, output_di
      | "AllCounts" >> beam.Flatten()
      | "CountJson" >> beam.Map(json.dumps)
      | "WriteCounts" >> beam.io.WriteToText(str(output_dir / "stats" / "counts"), file_name_suffix=".jsonl"))
+
+
+def _add_ssl_item_steps(config: Config, train_rows, transformed_train, raw_metadata, transform_fn,
+                        output_dir: Path):
+    """With ssl on: the item corpus (distinct training items, transformed) and the item features' MI."""
+    artifacts = Artifacts(output_dir)
+    names = config.ssl_item_features
+    items = train_rows | "DistinctItems" >> DistinctItems(config.feature(names[0]).source)
+    transformed_items, _ = (((items, raw_metadata), transform_fn)
+                            | "TransformItems" >> tft_beam.TransformDataset(output_record_batches=True))
+    (transformed_items
+     | "EncodeItems" >> beam.ParDo(EncodeExamples())
+     | "WriteItems" >> beam.io.WriteToTFRecord(
+         str(artifacts.item_corpus_dir / "part"), file_name_suffix=".tfrecord.gz",
+         num_shards=1, compression_type=CompressionTypes.GZIP))
+    kinds = [(name, feature_kind(config, config.feature(name))) for name in names]
+    _ = (transformed_train
+         | "ItemFeatureMI" >> ItemFeatureMutualInformation(kinds,
+                                                           str(artifacts.item_feature_mi_path)))
+    _ = (_count(items, "items")
+         | "ItemCountJson" >> beam.Map(json.dumps)
+         | "WriteItemCount" >> beam.io.WriteToText(str(output_dir / "stats" / "item_count"),
+                                                   file_name_suffix=".jsonl"))
 
 
 def _pipeline_options(config: Config, beam_args: list[str]) -> PipelineOptions:
@@ -130,7 +160,7 @@ def _pipeline_options(config: Config, beam_args: list[str]) -> PipelineOptions:
 
 def _read_counts(output_dir: Path) -> dict[str, int]:
     counts = {}
-    for path in sorted((output_dir / "stats").glob("counts*.jsonl")):
+    for path in sorted((output_dir / "stats").glob("*.jsonl")):
         for line in path.read_text().splitlines():
             key, value = json.loads(line)
             counts[key] = value
@@ -145,7 +175,7 @@ def _manifest(config: Config, output_dir: Path, counts: dict[str, int], seconds:
     transform_output = tft.TFTransformOutput(str(output_dir))
     vocabulary_sizes = {f.name: transform_output.vocabulary_size_by_name(f.name)
                         for f in config.features if f.transform == "vocabulary"}
-    return {
+    manifest = {
         "config": config.name,
         "input": config.input.path,
         "rows": rows,
@@ -156,11 +186,19 @@ def _manifest(config: Config, output_dir: Path, counts: dict[str, int], seconds:
         "seconds": round(seconds, 2),
         "rows_per_second": round(rows["read"] / max(seconds, 1e-9), 1),
     }
+    if config.ssl.enabled:
+        artifacts = Artifacts(output_dir)
+        manifest["ssl"] = {"items": counts.get("items", 0), "item_features": config.ssl_item_features,
+                           "item_corpus": artifacts.item_corpus_dir.name,
+                           "item_feature_mi": artifacts.item_feature_mi_path.name}
+    return manifest
 
 
 def _clear_outputs(output_dir: Path):
     """Removes only what this job writes, so stale shards never mix with new ones."""
-    for name in OUTPUT_DIRS + (Artifacts(output_dir).manifest_path.name,):
+    artifacts = Artifacts(output_dir)
+    for name in OUTPUT_DIRS + (artifacts.manifest_path.name, artifacts.item_corpus_dir.name,
+                               artifacts.item_feature_mi_path.name, artifacts.item_feature_mi_plot_path.name):
         target = output_dir / name
         if target.is_dir():
             shutil.rmtree(target)
@@ -186,6 +224,9 @@ def run_preprocess(config: Config, output_dir: str | Path, beam_args: list[str] 
         shutil.rmtree(temp_dir, ignore_errors=True)
     raw_metadata = dataset_metadata.DatasetMetadata.from_feature_spec(raw_feature_spec(config))
     metadata_io.write_metadata(raw_metadata, str(output_dir / "metadata"))
+    if config.ssl.enabled:
+        artifacts = Artifacts(output_dir)
+        plot_mutual_information(artifacts.item_feature_mi_path, artifacts.item_feature_mi_plot_path)
     manifest = _manifest(config, output_dir, _read_counts(output_dir), time.monotonic() - started)
     Artifacts(output_dir).manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     if manifest["bad_fraction"] > config.pipeline.max_bad_fraction:

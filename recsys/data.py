@@ -72,3 +72,23 @@ def in_memory_dataset(files: list[str], feature_spec: dict, batch_size: int, see
         lambda indices, data: {name: tf.gather(values, indices) for name, values in data.items()},
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return with_known_steps(dataset.prefetch(tf.data.AUTOTUNE), rows, batch_size, drop_remainder)
+
+
+def make_item_dataset(files: list[str], feature_spec: dict, batch_size: int, seed: int = 0,
+                      shuffle_buffer: int = 10_000) -> tf.data.Dataset:
+    """Endless batches of items drawn uniformly from the item corpus (shuffled, repeated).
+
+    The corpus has one row per item, so each item is equally likely whatever
+    its traffic; a buffer at least as large as the corpus makes the draw exact.
+    """
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    return dataset.map(lambda records: tf.io.parse_example(records, feature_spec),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def with_item_batches(dataset: tf.data.Dataset, items: tf.data.Dataset, key: str) -> tf.data.Dataset:
+    """Each batch of `dataset` carries one batch of `items` under `key`; ends when `dataset` does."""
+    merged = tf.data.Dataset.zip((dataset, items)).map(lambda batch, item_batch: {**batch, key: item_batch})
+    return merged.prefetch(tf.data.AUTOTUNE)

@@ -14,8 +14,11 @@ import tensorflow as tf
 
 from features.artifacts import Artifacts
 from features.config import Config
-from recsys.data import in_memory_dataset, make_dataset, split_files, transformed_feature_spec, with_known_steps
+from features.errors import RecsysError
+from recsys.data import (in_memory_dataset, make_dataset, make_item_dataset, split_files, transformed_feature_spec,
+                         with_item_batches, with_known_steps)
 from recsys.models.ranker import MultiTaskRanker, build_ranker
+from recsys.models.self_supervised import ITEM_BATCH_KEY, ssl_task_config
 
 _LOG = logging.getLogger(__name__)
 
@@ -53,6 +56,34 @@ def _callbacks(config: Config, artifacts: Artifacts, verbose: bool) -> list:
     return callbacks
 
 
+def ssl_task_from_artifacts(config: Config, artifacts: Artifacts, manifest: dict) -> dict:
+    """The self-supervised task's arguments, checked against what the pipeline wrote for it.
+
+    CFM needs the stored mutual information and catalogue sampling the item
+    corpus; RFM over impression items needs nothing from the pipeline.
+    """
+    written = manifest.get("ssl")
+    needs_pipeline = config.ssl.strategy == "cfm" or config.ssl.item_sampling == "catalogue"
+    if needs_pipeline and (written is None or written["item_features"] != config.ssl_item_features):
+        raise RecsysError(f"{artifacts.manifest_path}: the artifacts have no item corpus and mutual information "
+                          f"for ssl.item_features {config.ssl_item_features}; run `recsys preprocess` "
+                          "with this config (ssl.enabled: true)")
+    names = config.ssl_item_features
+    mutual_information = artifacts.item_feature_mi(names) if config.ssl.strategy == "cfm" else None
+    return ssl_task_config(config, manifest["model_inputs"], mutual_information)
+
+
+def _catalogue_items(config: Config, artifacts: Artifacts, manifest: dict, spec: dict):
+    """Endless uniform draws from the item corpus, parsing only the item features."""
+    files = sorted(str(p) for p in artifacts.item_corpus_dir.glob("*.tfrecord.gz"))
+    if not files:
+        raise FileNotFoundError(f"no item corpus in {artifacts.item_corpus_dir}; run `recsys preprocess` "
+                                "with ssl.enabled: true")
+    item_spec = {name: spec[name] for name in config.ssl_item_features}
+    return make_item_dataset(files, item_spec, config.ssl.batch_size or config.training.batch_size,
+                             seed=config.seed, shuffle_buffer=max(manifest["ssl"]["items"], 1))
+
+
 def train(config: Config, verbose: bool = True) -> dict:
     """Trains the configured ranker, saves its best weights and returns a training summary.
 
@@ -77,7 +108,11 @@ def train(config: Config, verbose: bool = True) -> dict:
             train_rows, training.batch_size, drop_remainder)
     eval_data = with_known_steps(make_dataset(split_files(artifacts.root, "eval"), spec, training.batch_size),
                                  manifest["rows"]["eval"], training.batch_size)
-    ranker = build_ranker(config, manifest["model_inputs"])
+    ssl = ssl_task_from_artifacts(config, artifacts, manifest) if config.ssl.enabled else None
+    if ssl and config.ssl.item_sampling == "catalogue":
+        train_data = with_item_batches(train_data, _catalogue_items(config, artifacts, manifest, spec),
+                                       ITEM_BATCH_KEY)
+    ranker = build_ranker(config, manifest["model_inputs"], ssl)
     ranker.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate),
                    steps_per_execution=training.steps_per_execution)
     ranker.optimizer.build(ranker.trainable_variables)
@@ -105,7 +140,11 @@ def train(config: Config, verbose: bool = True) -> dict:
 
 
 def load_trained_ranker(config: Config) -> MultiTaskRanker:
-    """Rebuilds the configured ranker and restores the weights `train` saved."""
+    """Rebuilds the configured ranker and restores the weights `train` saved.
+
+    Always the plain ranker: the self-supervised item task only shapes training,
+    so its weights stay in the checkpoint and out of evaluation and export.
+    """
     artifacts = Artifacts.of(config)
     ranker = build_ranker(config, artifacts.manifest()["model_inputs"])
     ranker.load_weights(str(artifacts.weights_path)).expect_partial()

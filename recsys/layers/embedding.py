@@ -37,10 +37,15 @@ class FeatureEmbedding(tf.keras.layers.Layer):
                     embeddings_regularizer=tf.keras.regularizers.l2(l2) if l2 else None,
                     name=f"{spec['table']}_embedding")
 
-    def field_embeddings(self, features: dict) -> dict[str, tf.Tensor]:
-        """One vector per input, keyed by input name: [batch, dim] (numeric: [batch, 1])."""
+    def field_embeddings(self, features: dict, names: list[str] | None = None) -> dict[str, tf.Tensor]:
+        """One vector per input, keyed by input name: [batch, dim] (numeric: [batch, 1]).
+
+        `names` restricts it to some inputs (the item tower embeds item features only).
+        """
         fields = {}
         for spec in self.model_inputs:
+            if names is not None and spec["name"] not in names:
+                continue
             values = features[spec["name"]]
             if spec["kind"] == "numeric":
                 fields[spec["name"]] = tf.reshape(tf.cast(values, tf.float32), [-1, 1])

@@ -20,6 +20,7 @@ from recsys.layers import MLP, PLE, AdaTT, FeatureEmbedding, MMoE, SharedBottom
 from recsys.layers.dtrn import DTRNBottom
 from recsys.models.balancing import (flatten_gradients, pcgrad_combine, uncertainty_weighted,
                                      unflatten_gradients)
+from recsys.models.self_supervised import SelfSupervisedItemTask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +95,8 @@ class MultiTaskRanker(tfrs.models.Model):
       backbone: "shared_bottom" (towers read the bottom), "mmoe", "ple", "cgc" or "adatt";
         `experts` holds the expert counts and shapes (see `features.config.ExpertsConfig`).
       bottom_units, tower_units, dropout, activation, l2, embedding_l2: MLP shapes and regularisation.
+      ssl: arguments of a `SelfSupervisedItemTask` whose contrastive loss, times its alpha, joins the
+        training loss (logged as `ssl_loss`); None for none. Scoring never uses it.
     """
 
     def __init__(self, model_inputs: list[dict], tasks: list[dict], structure: str = "independent",
@@ -101,14 +104,15 @@ class MultiTaskRanker(tfrs.models.Model):
                  bottom_units=(256, 128), tower_units=(64,), dropout: float = 0.0, activation: str = "relu",
                  l2: float = 0.0, embedding_l2: float = 0.0, loss_balancing: str = "fixed",
                  bottom: str = "shared", dtrn_attention_units: int = 32, metrics_on_train: bool = False,
-                 dense_update_max_rows: int = 200_000, jit_compile: bool = False, **kwargs):
+                 dense_update_max_rows: int = 200_000, jit_compile: bool = False, ssl: dict | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self._config = dict(model_inputs=model_inputs, tasks=tasks, structure=structure, esmm=esmm,
                             backbone=backbone, experts=experts, bottom_units=list(bottom_units),
                             tower_units=list(tower_units), dropout=dropout, activation=activation, l2=l2,
                             embedding_l2=embedding_l2, loss_balancing=loss_balancing, bottom=bottom,
                             dtrn_attention_units=dtrn_attention_units, metrics_on_train=metrics_on_train,
-                            dense_update_max_rows=dense_update_max_rows, jit_compile=jit_compile)
+                            dense_update_max_rows=dense_update_max_rows, jit_compile=jit_compile, ssl=ssl)
         self.tasks_config = [dict(t) for t in tasks]
         self.esmm = dict(esmm) if structure == "esmm" else None
         self.embedding = FeatureEmbedding(model_inputs, embedding_l2, name="embedding")
@@ -132,6 +136,8 @@ class MultiTaskRanker(tfrs.models.Model):
         self.log_variances = {o.output: self.add_weight(name=f"{o.output}_log_variance", shape=(),
                                                         initializer="zeros")
                               for o in self.objectives if o.in_loss and loss_balancing == "uncertainty"}
+        self.self_supervised = SelfSupervisedItemTask(**ssl, name="self_supervised") if ssl else None
+        self.ssl_loss_tracker = tf.keras.metrics.Mean(name="ssl_loss") if ssl else None
 
     def call(self, features: dict, training: bool = False) -> dict[str, tf.Tensor]:
         return self.call_with_gates(features, training)[0]
@@ -194,11 +200,24 @@ class MultiTaskRanker(tfrs.models.Model):
                 losses[objective.output] = objective.weight * loss
         return losses
 
+    def auxiliary_losses(self, features: dict, training: bool = False) -> dict[str, tf.Tensor]:
+        """With ssl on: {"ssl": alpha × the contrastive item loss} while training; otherwise empty.
+
+        Evaluation measures the loss (on the batch's own items) for `val_ssl_loss`
+        but leaves it out of the total, so `val_total_loss` compares with and without ssl.
+        """
+        if self.self_supervised is None:
+            return {}
+        task = self.self_supervised
+        loss = task(task.item_features(features), self.embedding, training=training)
+        self.ssl_loss_tracker.update_state(loss)
+        return {"ssl": task.alpha * loss} if training else {}
+
     def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
         losses = self.task_losses(features, training)
-        if self.loss_balancing == "uncertainty":
-            return uncertainty_weighted(losses, self.log_variances)
-        return tf.add_n(list(losses.values()))
+        ranking = (uncertainty_weighted(losses, self.log_variances) if self.loss_balancing == "uncertainty"
+                   else tf.add_n(list(losses.values())))
+        return tf.add_n([ranking, *self.auxiliary_losses(features, training).values()])
 
     def train_step(self, inputs):
         """One optimiser step on the combined loss, or under PCGrad on per-task gradients projected apart.
@@ -223,7 +242,7 @@ class MultiTaskRanker(tfrs.models.Model):
 
     def _pcgrad_step(self, inputs) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape(persistent=True) as tape:
-            losses = self.task_losses(inputs, training=True)
+            losses = {**self.task_losses(inputs, training=True), **self.auxiliary_losses(inputs, training=True)}
             regularization = tf.add_n(self.losses) if self.losses else tf.constant(0.0)
         variables = self.trainable_variables
         task_gradients = tf.stack([flatten_gradients(tape.gradient(loss, variables), variables)
@@ -272,8 +291,13 @@ def dummy_features(model_inputs: list[dict], batch: int = 1) -> dict[str, tf.Ten
     return features
 
 
-def build_ranker(config, model_inputs: list[dict]) -> MultiTaskRanker:
-    """The ranker a config describes, with its weights created."""
+def build_ranker(config, model_inputs: list[dict], ssl: dict | None = None) -> MultiTaskRanker:
+    """The ranker a config describes, with its weights created.
+
+    `ssl` (see `recsys.models.self_supervised.ssl_task_config`) adds the
+    self-supervised item task for training; without it the ranker is the plain
+    one that evaluation and export use, and loads trained weights all the same.
+    """
     model = config.model
     ranker = MultiTaskRanker(
         model_inputs=model_inputs, tasks=[t.model_dump() for t in config.tasks],
@@ -285,7 +309,9 @@ def build_ranker(config, model_inputs: list[dict]) -> MultiTaskRanker:
         jit_compile=config.training.jit_compile,
         dtrn_attention_units=model.dtrn_attention_units,
         bottom_units=model.bottom_units, tower_units=model.tower_units, dropout=model.dropout,
-        activation=model.activation, l2=model.l2, embedding_l2=model.embedding_l2,
+        activation=model.activation, l2=model.l2, embedding_l2=model.embedding_l2, ssl=ssl,
         name=f"{config.name}_ranker")
     ranker(dummy_features(model_inputs))
+    if ranker.self_supervised is not None:
+        ranker.self_supervised(dummy_features(ssl["item_inputs"], batch=2), ranker.embedding)
     return ranker

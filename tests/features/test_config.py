@@ -81,3 +81,20 @@ def test_a_config_can_start_from_a_base_and_override_parts(tmp_path):
 def test_every_bundled_config_loads():
     for path in SAMPLE_CONFIG.parent.glob("*.yaml"):
         assert load_config(path).input.path.endswith("synthetic_sample.csv.gz")
+
+
+@pytest.mark.parametrize("ssl, expected", [
+    ({"enabled": True, "item_features": ["item_id", "item_colour"]}, "ssl.item_features[1]: no feature named 'item_colour'"),
+    ({"enabled": True, "item_features": ["item_id"]}, "at least two item features"),
+    ({"enabled": True, "item_features": ["item_price", "item_id"]}, "'item_price', keys the item corpus"),
+    ({"enabled": True, "strategy": "random"}, "ssl.strategy"),
+    ({"enabled": True, "mask_rate": 1.0}, "ssl.mask_rate"),
+])
+def test_ssl_section_errors_name_the_key(raw_config, ssl, expected):
+    raw_config["ssl"] = ssl
+    assert expected in _error(raw_config)
+
+
+def test_ssl_item_features_default_to_the_item_group(config):
+    assert config.ssl_item_features == ["item_id", "item_category", "item_brand", "item_price", "item_tags"]
+    assert not config.ssl.enabled
