@@ -332,7 +332,8 @@ def parse_config(raw: dict, source: str = "config") -> Config:
 
 def _all_keys() -> set[str]:
     sections = [Column, Feature, Sequence, Task, Esmm, ModelConfig, TrainingConfig, InputConfig,
-                SplitConfig, PipelineConfig, ExportConfig, EvaluationConfig, Config]
+                SplitConfig, PipelineConfig, ExportConfig, EvaluationConfig, Config,
+                SliceConfig, BootstrapConfig, ValidationConfig]
     return {key for section in sections for key in section.model_fields}
 
 
@@ -483,8 +484,13 @@ def _evaluation_problems(config: Config):
             yield f"{where}: give exactly one of 'feature' or 'derived'"
         elif spec.feature and spec.feature not in features:
             yield f"{where}.feature: no feature named '{spec.feature}'"
+        elif spec.feature and config.column(config.feature(spec.feature).source).type == "string_list":
+            yield f"{where}.feature: '{spec.feature}' is multi-valued; a row would fall in several slices"
         elif spec.derived == "user_history" and not config.evaluation.group_by:
             yield f"{where}.derived: 'user_history' needs evaluation.group_by (the user id feature)"
+        elif spec.derived == "item_popularity" and not (
+                config.sequences or any(f.group == "item" and f.is_categorical for f in config.features)):
+            yield f"{where}.derived: 'item_popularity' needs a categorical item feature (the item id)"
     for task in config.evaluation.validation.tasks:
         if task not in config.output_names:
             yield (f"evaluation.validation.tasks.{task}: '{task}' is not a model output "

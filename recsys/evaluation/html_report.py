@@ -34,9 +34,10 @@ def _plt():
     return plt
 
 
-def _png(figure) -> str:
+def _png(figure, layout: bool = True) -> str:
     buffer = io.BytesIO()
-    figure.tight_layout()
+    if layout:
+        figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=100)
     _plt().close(figure)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -129,47 +130,52 @@ def _reliability_plot(binary: dict) -> str:
 
 
 def _slice_plot(slice_name: str, values: dict) -> str:
-    """AUC (or RMSE) per slice value, one bar group per output, with row counts on the axis."""
-    outputs = list(next(iter(values.values())))
+    """AUC and calibration ratio per slice value, one bar per binary output; row counts under each value."""
     names = list(values)
-    figure, axes = _plt().subplots(figsize=(min(2.0 + 0.55 * len(names) * len(outputs) ** 0.5, 12), 3.6))
+    outputs = [o for o in next(iter(values.values())) if "auc" in values[names[0]][o]]
+    if not outputs:
+        return ""
+    figure, (auc_axes, calibration_axes) = _plt().subplots(
+        1, 2, figsize=(min(4.0 + 1.1 * len(names) * len(outputs) ** 0.5, 14), 3.8))
     width = 0.8 / len(outputs)
+    positions = np.arange(len(names))
     for i, output in enumerate(outputs):
-        metric = "auc" if "auc" in values[names[0]][output] else "rmse"
-        heights = [values[n][output].get(metric, float("nan")) for n in names]
-        axes.bar(np.arange(len(names)) + i * width - 0.4 + width / 2, heights, width,
-                 label=f"{output} {metric.upper()}")
+        offset = positions + i * width - 0.4 + width / 2
+        auc_axes.bar(offset, [values[n][output]["auc"] for n in names], width, label=output)
+        calibration_axes.bar(offset, [values[n][output]["calibration"] for n in names], width, label=output)
+    aucs = [values[n][o]["auc"] for n in names for o in outputs if not math.isnan(values[n][o]["auc"])]
+    if aucs:
+        auc_axes.set_ylim(max(0.0, min(aucs) - 0.05), min(1.0, max(aucs) + 0.05))
+    calibration_axes.axhline(1.0, color="#888", linestyle="--", linewidth=1)
     first = outputs[0]
-    axes.set_xticks(range(len(names)), [f"{n}\n(n={values[n][first]['rows']:,})" for n in names],
-                    rotation=30 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center", fontsize=7)
-    aucs = [values[n][o].get("auc") for n in names for o in outputs]
-    aucs = [a for a in aucs if a is not None and not math.isnan(a)]
-    if aucs and len(aucs) == len(names) * len(outputs) - sum(1 for n in names for o in outputs
-                                                           if "auc" not in values[n][o]):
-        axes.set_ylim(max(0.0, min(aucs) - 0.05), min(1.0, max(aucs) + 0.03))
-    axes.set_title(f"metric by {slice_name}")
-    axes.legend(fontsize=7, ncol=len(outputs))
-    return _png(figure)
+    labels = [f"{n}\n(n={values[n][first]['rows']:,})" for n in names]
+    rotate = len(names) > 5
+    for axes, title in ((auc_axes, "AUC"), (calibration_axes, "calibration (pred / actual)")):
+        axes.set_xticks(positions, labels, rotation=35 if rotate else 0, ha="right" if rotate else "center",
+                        fontsize=7)
+        axes.set_title(f"{title} by {slice_name}", fontsize=10)
+    handles, legend_labels = auc_axes.get_legend_handles_labels()
+    figure.legend(handles, legend_labels, loc="upper center", ncol=len(outputs), fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0, 1, 0.93))
+    return _png(figure, layout=False)
 
 
 def _slice_table(values: dict) -> str:
-    outputs = list(next(iter(values.values())))
+    first = next(iter(values.values()))
+    outputs = list(first)
     header = ["value"]
     for output in outputs:
-        header += [f"{output} rows", f"{output} AUC" if "auc" in next(iter(values.values()))[output]
-                   else f"{output} RMSE", f"{output} calib."]
-    has_truth = any("truth_bias" in m for found in values.values() for m in found.values())
-    if has_truth:
-        header += [f"{o} bias vs truth" for o in outputs]
+        header += ([f"{output} rows", f"{output} AUC", f"{output} calib."] if "auc" in first[output]
+                   else [f"{output} rows", f"{output} RMSE", f"{output} MAE"])
+    truth = [o for o in outputs if any("truth_bias" in found[o] for found in values.values())]
+    header += [f"{o} bias vs truth" for o in truth]
     rows = []
     for value, found in values.items():
         row = [value]
         for output in outputs:
             m = found[output]
-            row += [m["rows"], m.get("auc", m.get("rmse")), m.get("calibration")]
-        if has_truth:
-            row += [found[o].get("truth_bias") for o in outputs]
-        rows.append(row)
+            row += [m["rows"], m["auc"], m["calibration"]] if "auc" in m else [m["rows"], m["rmse"], m["mae"]]
+        rows.append(row + [found[o].get("truth_bias") for o in truth])
     return _table(header, rows)
 
 
@@ -199,7 +205,9 @@ def render_html(report: dict, title: str = "evaluation") -> str:
                         + _table(["output", "MAE", "RMSE", "bias"],
                                  [[name, e["mae"], e["rmse"], e["bias"]] for name, e in report["truth"].items()]))
     for slice_name, values in report.get("slices", {}).items():
-        body += [f"<h2>By {html.escape(slice_name)}</h2>", _slice_plot(slice_name, values), _slice_table(values)]
+        body += [f"<h2>By {html.escape(slice_name)}</h2>", _slice_plot(slice_name, values), _slice_table(values),
+                 '<p class="note">Slices with few rows or positives give noisy AUC and calibration; '
+                 "read them with their row counts.</p>"]
     if report.get("expert_utilisation"):
         body += ["<h2>Expert utilisation (mean gate weight)</h2>", _utilisation_plot(report["expert_utilisation"])]
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

@@ -30,7 +30,7 @@ def feature_labels(config: Config, spec: SliceConfig, values: np.ndarray, vocabu
         if len(values) == 0:
             return np.array([], dtype=object)
         ranks = pd.qcut(pd.Series(values).rank(method="dense"), spec.buckets, labels=False, duplicates="drop")
-        return np.array([f"q{int(r) + 1}" for r in ranks], dtype=object)
+        return np.array([f"q{int(r) + 1:02d}" for r in ranks], dtype=object)
     if feature.transform == "vocabulary" and vocabulary is not None:
         names = np.array(["(padding)"] + list(vocabulary), dtype=object)
         labels = np.where(values < len(names), names[np.minimum(values, len(names) - 1)], "(out of vocabulary)")
