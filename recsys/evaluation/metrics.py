@@ -9,6 +9,7 @@ raising, so one empty slice never sinks a whole report.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import log_loss, precision_score, recall_score, roc_auc_score, roc_curve
 
 _EPSILON = 1e-7
@@ -39,22 +40,26 @@ def gauc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> dict:
     """Impression-weighted mean of per-group AUCs (groups are usually users).
 
     Groups with a single class have no AUC and are skipped; how many is reported,
-    because a GAUC over few groups says little.
+    because a GAUC over few groups says little. Every group's AUC comes from one
+    vectorised pass (Mann-Whitney: the rank sum of its positives, ties at their
+    average rank), not a scikit-learn call per group: a million rows of tens of
+    thousands of users take seconds.
     """
-    order = np.argsort(groups, kind="stable")
-    labels, scores, groups = labels[order], scores[order], groups[order]
-    boundaries = np.flatnonzero(np.diff(groups)) + 1
-    total, weight, used, skipped = 0.0, 0, 0, 0
-    for group_labels, group_scores in zip(np.split(labels, boundaries), np.split(scores, boundaries)):
-        if len(group_labels) == 0:
-            continue
-        if group_labels.min() == group_labels.max():
-            skipped += 1
-            continue
-        total += len(group_labels) * roc_auc_score(group_labels, group_scores)
-        weight += len(group_labels)
-        used += 1
-    return {"gauc": total / weight if weight else float("nan"), "groups": used, "groups_skipped": skipped}
+    if len(labels) == 0:
+        return {"gauc": float("nan"), "groups": 0, "groups_skipped": 0}
+    frame = pd.DataFrame({"group": groups, "label": np.asarray(labels, dtype=float),
+                          "score": np.asarray(scores, dtype=float)})
+    frame["rank"] = frame.groupby("group", sort=False)["score"].rank(method="average")
+    frame["positive_rank"] = frame["rank"] * frame["label"]
+    per_group = frame.groupby("group", sort=False).agg(rows=("label", "size"), positives=("label", "sum"),
+                                                       rank_sum=("positive_rank", "sum"))
+    negatives = per_group["rows"] - per_group["positives"]
+    usable = (per_group["positives"] > 0) & (negatives > 0)
+    used = per_group[usable]
+    aucs = (used["rank_sum"] - used["positives"] * (used["positives"] + 1) / 2) / (used["positives"] * negatives[usable])
+    weight = used["rows"].sum()
+    return {"gauc": float((aucs * used["rows"]).sum() / weight) if weight else float("nan"),
+            "groups": int(usable.sum()), "groups_skipped": int((~usable).sum())}
 
 
 def rmse(targets: np.ndarray, predictions: np.ndarray, weights: np.ndarray | None = None) -> float:
