@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from features.config import Config
 from recsys.evaluation import metrics
 from recsys.evaluation.binned import accumulator
+from recsys.evaluation.html_report import write_html_report
 
 _LOG = logging.getLogger(__name__)
 OVERALL = ("overall", "all")
@@ -184,6 +186,9 @@ def _report(config: Config, lines: list[dict], seconds: float) -> dict:
     for line in lines:
         if "gauc" in line:
             tasks[line["output"]]["gauc"] = line["gauc"]
+    spaces = {t.name: t.sample_space or "all" for t in config.tasks}
+    for output, found in tasks.items():
+        found["sample_space"] = spaces.get(output, "all")
     top = {config.feature(spec.feature).source: spec.top_values for spec in config.evaluation.slices if spec.feature}
     slices = {}
     for column, values in values_by_column.items():
@@ -233,4 +238,7 @@ def run_beam_evaluation(config: Config, version_dir: str | Path, output_dir: Pat
              for line in path.read_text().splitlines() if line]
     report = _report(config, lines, time.monotonic() - started)
     (output_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_html_report(report, output_dir / "report.html", title=f"{config.name} (Beam)")
+    for leftover in output_dir.glob("beam-temp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     return report

@@ -10,8 +10,8 @@ differs from the exact value by at most half the share of positive-negative
 pairs that fall into one bin: about 1e-4 on the sample data (checked in the
 tests against scikit-learn). The reliability curve and ECE regroup bins into
 equal-count groups, each boundary exact to one bin; precision and recall at a
-threshold are exact to one bin. A regression output's accumulator holds exact
-sums of squared and absolute errors.
+threshold and the ROC curve's points are exact to one bin. A regression
+output's accumulator holds exact sums of squared and absolute errors.
 """
 from __future__ import annotations
 
@@ -74,6 +74,7 @@ class BinaryAccumulator:
                  "normalized_entropy": logloss / entropy if entropy == entropy else nan,
                  "calibration": float(self.prediction_sums.sum() / positives) if positives else nan}
         found.update(self._reliability(calibration_bins))
+        found["roc"] = self._roc()
         found["precision_recall"] = [self._at(t) for t in thresholds]
         return found
 
@@ -91,6 +92,17 @@ class BinaryAccumulator:
                  "observed": (observed[used] / size[used]).tolist(), "rows": size[used].astype(int).tolist()}
         gaps = np.abs(predicted[used] - observed[used]) / rows
         return {"ece": float(gaps.sum()), "reliability": curve}
+
+    def _roc(self, max_points: int = 200) -> dict:
+        """ROC points at bin edges, highest scores first, thinned to at most `max_points`."""
+        positives, negatives = self.positives.sum(), self.negatives.sum()
+        if positives == 0 or negatives == 0:
+            return {"fpr": [], "tpr": []}
+        used = (self.positives + self.negatives)[::-1] > 0
+        tpr = np.r_[0.0, np.cumsum(self.positives[::-1])[used] / positives]
+        fpr = np.r_[0.0, np.cumsum(self.negatives[::-1])[used] / negatives]
+        keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).round().astype(int))
+        return {"fpr": fpr[keep].round(5).tolist(), "tpr": tpr[keep].round(5).tolist()}
 
     def _at(self, threshold: float) -> dict:
         first = int(logit_bins(np.array([threshold]))[0])

@@ -78,13 +78,13 @@ def _task_tables(report: dict) -> str:
         parts.append(_table(
             ["output", "sample space", "rows", "positives", "AUC", "GAUC", "log loss", "normalised entropy",
              "calibration (pred/actual)", "ECE"],
-            [[name, m["sample_space"], m["rows"], m["positives"], _with_interval(m, "auc"),
+            [[name, m.get("sample_space", ""), m["rows"], m["positives"], _with_interval(m, "auc"),
               m.get("gauc", {}).get("gauc"), _with_interval(m, "logloss"), m["normalized_entropy"],
               _with_interval(m, "calibration"), m["ece"]] for name, m in binary.items()]))
     regression = {name: m for name, m in tasks.items() if "rmse" in m}
     if regression:
         parts.append(_table(["output", "sample space", "rows", "RMSE", "MAE"],
-                            [[name, m["sample_space"], m["rows"], _with_interval(m, "rmse"),
+                            [[name, m.get("sample_space", ""), m["rows"], _with_interval(m, "rmse"),
                               _with_interval(m, "mae")] for name, m in regression.items()]))
     if confidence:
         parts.append(f'<p class="note">[low, high]: {confidence:.0%} bootstrap interval over eval rows.</p>')
@@ -104,7 +104,7 @@ def _task_tables(report: dict) -> str:
 def _roc_plot(binary: dict) -> str:
     figure, axes = _plt().subplots(figsize=(5, 4.5))
     for name, m in binary.items():
-        if m["roc"]["fpr"]:
+        if m.get("roc", {}).get("fpr"):
             axes.plot(m["roc"]["fpr"], m["roc"]["tpr"], label=f"{name} (AUC {m['auc']:.3f})")
     axes.plot([0, 1], [0, 1], color="#bbb", linestyle="--", linewidth=1)
     axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC", xlim=(0, 1), ylim=(0, 1))
@@ -194,8 +194,11 @@ def render_html(report: dict, title: str = "evaluation") -> str:
             f'<p class="note">{report["rows"]:,} eval rows; each output in its own sample space.</p>',
             "<h2>Metrics</h2>", _task_tables(report)]
     if binary:
-        body += ["<h2>ROC and calibration</h2>",
-                 f'<div class="plots">{_roc_plot(binary)}{_reliability_plot(binary)}</div>']
+        roc = _roc_plot(binary) if any("roc" in m for m in binary.values()) else ""
+        body += ["<h2>ROC and calibration</h2>" if roc else "<h2>Calibration</h2>",
+                 f'<div class="plots">{roc}{_reliability_plot(binary)}</div>']
+    if report.get("precision"):
+        body.append(f'<p class="note">Precision: {html.escape(report["precision"])}.</p>')
     if report.get("baselines") or report.get("truth"):
         body.append("<h2>Baselines and ground truth</h2>")
         body += [_table(["baseline", "CTR AUC"], [[name, b["ctr_auc"]] for name, b in report["baselines"].items()])

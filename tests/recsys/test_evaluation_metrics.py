@@ -118,6 +118,10 @@ def test_binned_accumulators_merge_and_match_exact_metrics():
     assert found["ece"] == pytest.approx(metrics.expected_calibration_error(labels, scores), abs=2e-3)
     exact = metrics.precision_recall_at(labels, scores, [0.3])[0]
     assert found["precision_recall"][0]["recall"] == pytest.approx(exact["recall"], abs=3e-3)
+    roc = found["roc"]
+    assert (roc["fpr"][0], roc["tpr"][0], roc["fpr"][-1], roc["tpr"][-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert np.all(np.diff(roc["fpr"]) >= 0) and np.all(np.diff(roc["tpr"]) >= 0)
+    assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(found["auc"], abs=2e-3)
     empty = binned.BinaryAccumulator().result()
     assert empty["rows"] == 0 and math.isnan(empty["auc"]) and math.isnan(empty["logloss"])
     regression = binned.RegressionAccumulator().add([1.0, 2.0], [1.5, 2.0]).merge(
