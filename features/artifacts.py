@@ -5,7 +5,7 @@
     <artifacts>/dead_letter/*.jsonl   rejected rows with reasons
     <artifacts>/manifest.json   counts, vocabulary sizes, model inputs
     <model_dir>/   weights, checkpoints, TensorBoard logs, training.json (default <artifacts>/model)
-    <model_dir>/evaluation/   evaluation.json, summary.txt
+    <model_dir>/evaluation/   evaluation.json, summary.txt, report.html, blessing.json
 """
 from __future__ import annotations
 

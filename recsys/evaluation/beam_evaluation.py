@@ -33,6 +33,7 @@ from features.config import Config
 from recsys.evaluation import metrics
 from recsys.evaluation.binned import accumulator
 from recsys.evaluation.html_report import write_html_report
+from recsys.evaluation.jsonable import json_text
 
 _LOG = logging.getLogger(__name__)
 OVERALL = ("overall", "all")
@@ -237,7 +238,7 @@ def run_beam_evaluation(config: Config, version_dir: str | Path, output_dir: Pat
     lines = [json.loads(line) for path in sorted(output_dir.glob("metrics*.jsonl"))
              for line in path.read_text().splitlines() if line]
     report = _report(config, lines, time.monotonic() - started)
-    (output_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    (output_dir / "evaluation.json").write_text(json_text(report))
     write_html_report(report, output_dir / "report.html", title=f"{config.name} (Beam)")
     for leftover in output_dir.glob("beam-temp-*"):
         shutil.rmtree(leftover, ignore_errors=True)

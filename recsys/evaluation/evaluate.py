@@ -1,13 +1,15 @@
 """`recsys evaluate`: a trained ranker scored on the eval split, each task in its own sample space.
 
-Besides per-task AUC, log loss and calibration it reports the funnel metrics
-ranking teams look at (CVR AUC on clicked impressions, CTCVR AUC on all),
-GAUC grouped by user, an item-popularity baseline to beat, and, on synthetic
-data, the error against the true probabilities.
+Besides per-task AUC, log loss, normalised entropy and calibration (ratio,
+ECE, reliability curve) it reports the funnel metrics ranking teams look at
+(CVR AUC on clicked impressions, CTCVR AUC on all), GAUC grouped by user,
+precision/recall at thresholds, bootstrap intervals for the headline metrics,
+metrics by slice, an item-popularity baseline to beat, and, on synthetic data,
+the error against the true probabilities. The model runs once; everything else
+is computed from that one set of predictions.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from features.config import Config
 from recsys.data import make_dataset, split_files, transformed_feature_spec
 from recsys.evaluation import bootstrap, metrics, slices
 from recsys.evaluation.gates import UtilisationMeter, plot_expert_utilisation
+from recsys.evaluation.jsonable import json_text
 
 _POPULARITY_SMOOTHING = 20.0  # pseudo-impressions at the global CTR for items seen rarely
 
@@ -282,5 +285,5 @@ def summary_text(report: dict) -> str:
 
 def write_report(report: dict, directory: Path):
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    (directory / "evaluation.json").write_text(json_text(report))
     (directory / "summary.txt").write_text(summary_text(report))

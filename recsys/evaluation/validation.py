@@ -9,12 +9,12 @@ or the label's units).
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from features.config import Config, ValidationThresholds
 from features.errors import RecsysError
+from recsys.evaluation.jsonable import json_text
 
 BLESSED, NOT_BLESSED = "BLESSED", "NOT_BLESSED"
 
@@ -70,7 +70,7 @@ def first_model_blessing(candidate: str) -> dict:
 def write_blessing(decision: dict, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "blessing.json"
-    path.write_text(json.dumps(decision, indent=2) + "\n")
+    path.write_text(json_text(decision))
     return path
 
 
