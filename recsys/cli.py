@@ -126,8 +126,9 @@ def cmd_compare(args, config: Config) -> dict:
 
     if not args.models or len(args.models) < 2:
         raise RecsysError("compare: give at least two --models (exported versions or model directories)")
+    scorers = {path: _scorer(config, path) for path in args.models}  # a wrong path fails before reading data
     rows, examples = _eval_examples(config)
-    scores = score_examples({path: _scorer(config, path) for path in args.models}, examples)
+    scores = score_examples(scorers, examples)
     result = compare(config, scores, label_columns(config, rows))
     print(comparison_table(result), end="")
     return result

@@ -30,3 +30,10 @@ def test_run_exports_a_blessed_model(monkeypatch):
     called = _record_steps(monkeypatch, lambda: None)
     assert cli.main(["run", "--config", str(SAMPLE_CONFIG)]) == 0
     assert called == ["preprocess", "train", "evaluate", "validate", "export", "score"]
+
+
+def test_compare_names_a_path_that_is_no_model(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["compare", "--config", str(SAMPLE_CONFIG), "--models", str(tmp_path / "empty"),
+                     str(tmp_path / "empty")]) == 2
+    assert f"'{tmp_path / 'empty'}' is neither an exported version" in capsys.readouterr().err
