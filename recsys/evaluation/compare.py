@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from features.config import Config
+from features.errors import RecsysError
 from recsys.evaluation import bootstrap, metrics
 from recsys.evaluation.evaluate import evaluated_outputs
 
@@ -81,6 +82,12 @@ def compare(config: Config, scores_by_model: dict[str, dict], columns: dict[str,
     models = list(scores_by_model)
     baseline = models[0]
     result = {"baseline": baseline, "confidence": settings.confidence, "outputs": {}}
+    needed = [task.name for task in config.tasks]
+    for model, scores in scores_by_model.items():
+        missing = [name for name in needed if name not in scores]
+        if missing:
+            raise RecsysError(f"model '{model}' has no output {', '.join(missing)} (it outputs "
+                              f"{', '.join(scores)}); it was trained for another config's tasks")
     per_model = {model: evaluated_outputs(config, scores, columns) for model, scores in scores_by_model.items()}
     for index, output in enumerate(per_model[baseline]):
         space, kind = output["space"], output["type"]

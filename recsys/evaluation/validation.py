@@ -24,8 +24,13 @@ class ModelNotBlessed(RecsysError):
 
 
 def _thresholds(config: Config, output: str) -> ValidationThresholds:
+    """The global thresholds with the output's own entries (only those it sets) on top."""
     settings = config.evaluation.validation
-    return settings.tasks.get(output, settings)
+    override = settings.tasks.get(output)
+    if override is None:
+        return settings
+    return ValidationThresholds(**{**settings.model_dump(include=set(ValidationThresholds.model_fields)),
+                                   **override.model_dump(exclude_unset=True)})
 
 
 def _check(output: str, metric: str, candidate: float, baseline: float, limit: float, relative: bool) -> dict:

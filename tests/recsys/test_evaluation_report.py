@@ -144,3 +144,24 @@ def test_comparison_table_marks_real_deltas(config):
     assert not ctr["deltas"]["v1-again"]["auc"]["significant"]
     table = comparison_table(result)
     assert "baseline: v1" in table and "*" in table and table.count("\n") >= 12
+
+
+def test_per_task_entries_keep_the_global_values_they_do_not_set(raw_config):
+    from features.config import parse_config
+    from recsys.evaluation.validation import _thresholds
+
+    raw_config["evaluation"]["validation"] = {"max_auc_drop": 0.002, "max_logloss_increase": 0.05,
+                                              "tasks": {"cvr": {"max_auc_drop": 0.01}}}
+    config = parse_config(raw_config)
+    assert _thresholds(config, "cvr").max_auc_drop == 0.01
+    assert _thresholds(config, "cvr").max_logloss_increase == 0.05
+    assert _thresholds(config, "ctr").max_auc_drop == 0.002
+
+
+def test_comparing_a_model_without_a_configured_output_is_a_clear_error(config):
+    from features.errors import RecsysError
+
+    good, columns = _funnel_data(rows=200)
+    partial = {name: good[name] for name in ("ctr", "cvr")}
+    with pytest.raises(RecsysError, match="model 'old' has no output dwell"):
+        compare(config, {"old": partial, "new": good}, columns)
