@@ -104,28 +104,48 @@ def _eval_examples(config: Config) -> tuple[list[dict], list[bytes]]:
 
 
 def _scorer(config: Config, path: str):
-    """An exported version (a SavedModel directory) or a training model directory (weights/)."""
+    """Scores raw examples with the model at `path`, one of:
+
+    - an exported version (a directory with saved_model.pb), through its own signature;
+    - a config file (.yaml): the model that config trains, with its architecture and artifacts;
+    - a training model directory (weights/) or a checkpoint (epoch-003, beside epoch-003.index)
+      of a model built like --config's.
+    """
     from pathlib import Path
 
     from features.schema import serving_feature_spec
     from recsys.evaluation.compare import RankerOnRawExamples
-    from recsys.training import load_trained_ranker
+    from recsys.models.ranker import build_ranker
     from serving.scoring import ExportedModel
 
-    if (Path(path) / "saved_model.pb").exists():
+    where = Path(path)
+    if (where / "saved_model.pb").exists():
         return ExportedModel(path).score
-    if not (Path(path) / "weights").is_dir():
-        raise RecsysError(f"--models: '{path}' is neither an exported version (saved_model.pb) "
-                          "nor a training model directory (weights/)")
-    trained = config.model_copy(update={"training": config.training.model_copy(update={"model_dir": str(path)})})
-    return RankerOnRawExamples(load_trained_ranker(trained), str(config.artifacts), serving_feature_spec(config))
+    if where.suffix in (".yaml", ".yml") and where.is_file():
+        config, weights = load_config(where), None
+    elif (where / "weights").is_dir():
+        weights = Artifacts(config.artifacts, where).weights_path
+    elif Path(f"{path}.index").exists():
+        weights = where
+    else:
+        raise RecsysError(f"--models: '{path}' is neither an exported version (saved_model.pb), a config file, "
+                          "a training model directory (weights/) nor a checkpoint (with a .index file)")
+    artifacts = Artifacts.of(config)
+    ranker = build_ranker(config, artifacts.manifest()["model_inputs"])
+    try:
+        ranker.load_weights(str(weights or artifacts.weights_path)).expect_partial()
+    except ValueError as err:
+        raise RecsysError(f"--models: the weights in '{path}' do not fit the model {config.name}'s config builds "
+                          f"(pass the config file that trained them instead): {str(err).splitlines()[0]}") from err
+    return RankerOnRawExamples(ranker, str(config.artifacts), serving_feature_spec(config))
 
 
 def cmd_compare(args, config: Config) -> dict:
     from recsys.evaluation.compare import compare, comparison_table, label_columns, score_examples
 
     if not args.models or len(args.models) < 2:
-        raise RecsysError("compare: give at least two --models (exported versions or model directories)")
+        raise RecsysError("compare: give at least two --models (exported versions, config files, model "
+                          "directories or checkpoints)")
     scorers = {path: _scorer(config, path) for path in args.models}  # a wrong path fails before reading data
     rows, examples = _eval_examples(config)
     scores = score_examples(scorers, examples)
@@ -236,8 +256,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--rows", type=int, default=5, help="rows to score (score, run)")
         command.add_argument("--model-dir", help="exported version to score (default: the latest)")
         command.add_argument("--quiet", action="store_true", help="no per-epoch progress bar")
-        command.add_argument("--models", nargs="+", help="compare: exported versions or model directories; "
-                             "the first is the baseline")
+        command.add_argument("--models", nargs="+", help="compare: exported versions, config files, model "
+                             "directories or checkpoints; the first is the baseline")
         command.add_argument("--beam", action="store_true", help="evaluate: the exported model as a Beam job")
         command.add_argument("beam_args", nargs=argparse.REMAINDER,
                              help="after '--': Beam pipeline options, e.g. -- --runner=DataflowRunner")
