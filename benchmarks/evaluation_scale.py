@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from features.config import load_config, parse_config  # noqa: E402
-from features.examples import to_example  # noqa: E402
+from features.examples import to_examples  # noqa: E402
 from pipelines import synthetic  # noqa: E402
 from pipelines.eval_rows import read_eval_rows  # noqa: E402
 from recsys.evaluation.beam_evaluation import run_beam_evaluation  # noqa: E402
@@ -61,7 +61,7 @@ def in_process(config, model_dir: str) -> dict:
     rows, _ = read_eval_rows(config)
     phases["read_and_validate"] = time.monotonic() - started
     mark = time.monotonic()
-    examples = [to_example(config, row) for row in rows]
+    examples = to_examples(config, rows)
     phases["serialize"] = time.monotonic() - mark
     mark = time.monotonic()
     scores = score_examples({"model": ExportedModel(model_dir).score}, examples)["model"]

@@ -93,14 +93,14 @@ def _evaluate_with_beam(args, config: Config) -> dict:
 
 def _eval_examples(config: Config) -> tuple[list[dict], list[bytes]]:
     """The eval split's raw rows and their serialized features, once for every model scored."""
-    from features.examples import to_example
+    from features.examples import to_examples
     from pipelines.eval_rows import read_eval_rows
 
     rows, invalid = read_eval_rows(config)
     if not rows:
         raise RecsysError(f"no valid eval-split rows in {config.input.path}")
     _LOG.info("%d eval rows (%d invalid skipped); serializing", len(rows), invalid)
-    return rows, [to_example(config, row) for row in rows]
+    return rows, to_examples(config, rows)
 
 
 def _scorer(config: Config, path: str):

@@ -71,11 +71,11 @@ class ScoreAndAccumulate(beam.DoFn):
         self._scored = 0
 
     def process(self, rows: list[dict]):
-        from features.examples import to_example
+        from features.examples import to_examples
         from recsys.evaluation.evaluate import evaluated_outputs
 
         config = self._config
-        examples = self._tf.constant([to_example(config, row) for row in rows], dtype=self._tf.string)
+        examples = self._tf.constant(to_examples(config, rows), dtype=self._tf.string)
         outputs = {name: value.numpy().reshape(-1) for name, value in self._signature(examples=examples).items()}
         names = config.label_columns + config.passthrough_columns
         columns = {name: np.array([row[name] for row in rows], dtype=np.float32) for name in names}
