@@ -118,6 +118,13 @@ def test_binned_accumulators_merge_and_match_exact_metrics():
     assert found["ece"] == pytest.approx(metrics.expected_calibration_error(labels, scores), abs=2e-3)
     exact = metrics.precision_recall_at(labels, scores, [0.3])[0]
     assert found["precision_recall"][0]["recall"] == pytest.approx(exact["recall"], abs=3e-3)
+    import pickle
+
+    shipped = pickle.loads(pickle.dumps(merged))  # what Beam sends between workers: used bins only
+    assert len(pickle.dumps(binned.BinaryAccumulator().add(labels[:50], scores[:50]))) < 5_000
+    shipped_result = shipped.result(10, (0.3,))
+    for key in ("rows", "positives", "auc", "logloss", "calibration", "ece", "reliability", "roc"):
+        assert shipped_result[key] == again[key], key
     roc = found["roc"]
     assert (roc["fpr"][0], roc["tpr"][0], roc["fpr"][-1], roc["tpr"][-1]) == (0.0, 0.0, 1.0, 1.0)
     assert np.all(np.diff(roc["fpr"]) >= 0) and np.all(np.diff(roc["tpr"]) >= 0)
