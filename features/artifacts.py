@@ -8,7 +8,7 @@
     <artifacts>/item_feature_mi.json   with ssl on: pairwise mutual information of item features (train)
     <artifacts>/item_feature_mi.png   the same as a heatmap
     <model_dir>/   weights, checkpoints, TensorBoard logs, training.json (default <artifacts>/model)
-    <model_dir>/evaluation/   evaluation.json, summary.txt
+    <model_dir>/evaluation/   evaluation.json, summary.txt, report.html, blessing.json
 """
 from __future__ import annotations
 

@@ -191,9 +191,56 @@ class ServingConfig(_Section):
         return self
 
 
+class SliceConfig(_Section):
+    """One way to cut the eval set: a feature's values, or a derived bucket.
+
+    `feature` slices by a config feature (categorical: one slice per value, the
+    `top_values` most frequent kept and the rest pooled as 'other'; numeric:
+    `buckets` quantile buckets). `derived` is 'item_popularity' (deciles of the
+    item's train impressions) or 'user_history' (new vs returning user).
+    """
+
+    feature: str | None = None
+    derived: Literal["item_popularity", "user_history"] | None = None
+    buckets: int = Field(10, gt=1, le=100)
+    top_values: int = Field(10, gt=0)
+
+    @property
+    def name(self) -> str:
+        return self.feature or self.derived
+
+
+class BootstrapConfig(_Section):
+    """Confidence intervals for the headline metrics by bootstrap over eval rows."""
+
+    resamples: int = Field(200, ge=0, description="0 turns intervals off")
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    seed: int = 0
+
+
+class ValidationThresholds(_Section):
+    """How much a candidate may be worse than the published model and still be published."""
+
+    max_auc_drop: float = Field(0.005, ge=0.0)
+    max_logloss_increase: float = Field(0.01, ge=0.0, description="relative: 0.01 = 1% worse")
+    max_rmse_increase: float = Field(0.02, ge=0.0, description="relative")
+
+
+class ValidationConfig(ValidationThresholds):
+    """Blessing before publishing: global thresholds, optionally overridden per task."""
+
+    enabled: bool = True
+    tasks: dict[str, ValidationThresholds] = {}
+
+
 class EvaluationConfig(_Section):
     group_by: str | None = None
     truth: dict[str, str] = {}
+    slices: list[SliceConfig] = []
+    bootstrap: BootstrapConfig = BootstrapConfig()
+    thresholds: list[float] = Field([0.1, 0.3, 0.5], description="precision/recall cut-offs")
+    calibration_bins: int = Field(10, gt=1, le=100)
+    validation: ValidationConfig = ValidationConfig()
 
 
 class SslConfig(_Section):
@@ -349,7 +396,8 @@ def parse_config(raw: dict, source: str = "config") -> Config:
 
 def _all_keys() -> set[str]:
     sections = [Column, Feature, Sequence, Task, Esmm, ModelConfig, TrainingConfig, InputConfig,
-                SplitConfig, PipelineConfig, ExportConfig, EvaluationConfig, SslConfig, Config]
+                SplitConfig, PipelineConfig, ExportConfig, EvaluationConfig, SslConfig, Config,
+                SliceConfig, BootstrapConfig, ValidationConfig]
     return {key for section in sections for key in section.model_fields}
 
 
@@ -487,6 +535,7 @@ def _other_problems(config: Config, columns: dict[str, Column]):
             yield f"evaluation.truth.{task_name}: '{column}' is a feature's column (truth would leak)"
     if config.evaluation.group_by and config.evaluation.group_by not in {f.name for f in config.features}:
         yield f"evaluation.group_by: no feature named '{config.evaluation.group_by}'"
+    yield from _evaluation_problems(config)
     yield from _esmm_problems(config)
     yield from _backbone_problems(config)
     yield from _ssl_problems(config)
@@ -510,6 +559,30 @@ def _ssl_problems(config: Config):
         if not key.is_categorical or config.column(key.source).type == "string_list":
             yield (f"ssl.item_features: the first, '{key.name}', keys the item corpus and must be a "
                    "single-valued categorical feature (the item id)")
+
+
+def _evaluation_problems(config: Config):
+    features = {f.name for f in config.features}
+    for i, spec in enumerate(config.evaluation.slices):
+        where = f"evaluation.slices[{i}]"
+        if (spec.feature is None) == (spec.derived is None):
+            yield f"{where}: give exactly one of 'feature' or 'derived'"
+        elif spec.feature and spec.feature not in features:
+            yield f"{where}.feature: no feature named '{spec.feature}'"
+        elif spec.feature and config.column(config.feature(spec.feature).source).type == "string_list":
+            yield f"{where}.feature: '{spec.feature}' is multi-valued; a row would fall in several slices"
+        elif spec.derived == "user_history" and not config.evaluation.group_by:
+            yield f"{where}.derived: 'user_history' needs evaluation.group_by (the user id feature)"
+        elif spec.derived == "item_popularity" and not (
+                config.sequences or any(f.group == "item" and f.is_categorical for f in config.features)):
+            yield f"{where}.derived: 'item_popularity' needs a categorical item feature (the item id)"
+    for task in config.evaluation.validation.tasks:
+        if task not in config.output_names:
+            yield (f"evaluation.validation.tasks.{task}: '{task}' is not a model output "
+                   f"({', '.join(config.output_names)})")
+    for threshold in config.evaluation.thresholds:
+        if not 0.0 < threshold < 1.0:
+            yield f"evaluation.thresholds: {threshold} is not strictly between 0 and 1"
 
 
 def _backbone_problems(config: Config):

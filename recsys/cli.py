@@ -3,10 +3,12 @@
     recsys generate   --rows N --out data.csv.gz        synthetic logs with known truth
     recsys preprocess --config C [-- beam options]      Beam + tf.Transform → artifacts
     recsys train      --config C                        ranker → model weights
-    recsys evaluate   --config C                        metrics → evaluation.json, summary.txt
+    recsys evaluate   --config C [--beam [-- beam opts]] metrics → evaluation.json, summary.txt, report.html
+    recsys compare    --config C --models A B ...       models side by side on the same eval rows
+    recsys validate   --config C                        bless the trained model against the published one
     recsys export     --config C                        versioned SavedModel for TF Serving
     recsys score      --config C [--rows 5]             raw rows through the exported model
-    recsys run        --config C [-- beam options]      all of the above, in order
+    recsys run        --config C [-- beam options]      all of the above, in order (publishes only if blessed)
     recsys serving-config --config C --out DIR          TF Serving models.config, batching, monitoring, compose
     recsys serve      --config C | --base-path P --model-name N | --model-config-file F
                                                         local TF Serving stand-in (REST + gRPC)
@@ -22,8 +24,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from features.artifacts import Artifacts  # noqa: E402
 from features.config import Config, load_config  # noqa: E402
 from features.errors import RecsysError  # noqa: E402
+from recsys.evaluation.validation import ModelNotBlessed  # noqa: E402
 
 _LOG = logging.getLogger("recsys")
 
@@ -68,8 +72,11 @@ def cmd_evaluate(args, config: Config) -> dict:
     from recsys.evaluation.evaluate import evaluate, summary_text
     from recsys.training import load_trained_ranker
 
+    if getattr(args, "beam", False):
+        return _evaluate_with_beam(args, config)
     report = evaluate(config, load_trained_ranker(config))
     print(summary_text(report), end="")
+    print(f"report: {Artifacts.of(config).evaluation_dir / 'report.html'}")
     return report
 
 
@@ -85,6 +92,112 @@ def _sample_rows(config: Config, count: int) -> list[dict]:
         except RowError:
             continue
     return rows[:count]
+
+
+def _evaluate_with_beam(args, config: Config) -> dict:
+    from recsys.evaluation.beam_evaluation import run_beam_evaluation
+    from serving.scoring import latest_version
+
+    version_dir = args.model_dir or latest_version(config.served_model_dir)
+    report = run_beam_evaluation(config, version_dir, config.model_dir / "evaluation_beam", args.beam_args)
+    print(f"evaluated {version_dir} on {report['rows']} eval rows with Beam in {report['seconds']}s; "
+          f"report in {config.model_dir / 'evaluation_beam'}")
+    for name, found in report["tasks"].items():
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in found.items() if isinstance(v, float))
+        print(f"  {name:<8} {shown}")
+    return report
+
+
+def _eval_examples(config: Config) -> tuple[list[dict], list[bytes]]:
+    """The eval split's raw rows and their serialized features, once for every model scored."""
+    from features.examples import to_examples
+    from pipelines.eval_rows import read_eval_rows
+
+    rows, invalid = read_eval_rows(config)
+    if not rows:
+        raise RecsysError(f"no valid eval-split rows in {config.input.path}")
+    _LOG.info("%d eval rows (%d invalid skipped); serializing", len(rows), invalid)
+    return rows, to_examples(config, rows)
+
+
+def _scorer(config: Config, path: str):
+    """Scores raw examples with the model at `path`, one of:
+
+    - an exported version (a directory with saved_model.pb), through its own signature;
+    - a config file (.yaml): the model that config trains, with its architecture and artifacts;
+    - a training model directory (weights/) or a checkpoint (epoch-003, beside epoch-003.index)
+      of a model built like --config's.
+    """
+    from pathlib import Path
+
+    from features.schema import serving_feature_spec
+    from recsys.evaluation.compare import RankerOnRawExamples
+    from recsys.models.ranker import build_ranker
+    from serving.scoring import ExportedModel
+
+    where = Path(path)
+    if (where / "saved_model.pb").exists():
+        return ExportedModel(path).score
+    if where.suffix in (".yaml", ".yml") and where.is_file():
+        config, weights = load_config(where), None
+    elif (where / "weights").is_dir():
+        weights = Artifacts(config.artifacts, where).weights_path
+    elif Path(f"{path}.index").exists():
+        weights = where
+    else:
+        raise RecsysError(f"--models: '{path}' is neither an exported version (saved_model.pb), a config file, "
+                          "a training model directory (weights/) nor a checkpoint (with a .index file)")
+    artifacts = Artifacts.of(config)
+    ranker = build_ranker(config, artifacts.manifest()["model_inputs"])
+    try:
+        ranker.load_weights(str(weights or artifacts.weights_path)).expect_partial()
+    except ValueError as err:
+        raise RecsysError(f"--models: the weights in '{path}' do not fit the model {config.name}'s config builds "
+                          f"(pass the config file that trained them instead): {str(err).splitlines()[0]}") from err
+    return RankerOnRawExamples(ranker, str(config.artifacts), serving_feature_spec(config))
+
+
+def cmd_compare(args, config: Config) -> dict:
+    from recsys.evaluation.compare import compare, comparison_table, label_columns, score_examples
+
+    if not args.models or len(args.models) < 2:
+        raise RecsysError("compare: give at least two --models (exported versions, config files, model "
+                          "directories or checkpoints)")
+    scorers = {path: _scorer(config, path) for path in args.models}  # a wrong path fails before reading data
+    rows, examples = _eval_examples(config)
+    scores = score_examples(scorers, examples)
+    result = compare(config, scores, label_columns(config, rows))
+    print(comparison_table(result), end="")
+    return result
+
+
+def cmd_validate(args, config: Config) -> dict:
+    """Candidate (the trained model) vs the latest published version; writes blessing.json next to the model."""
+    from features.schema import serving_feature_spec
+    from recsys.evaluation.compare import RankerOnRawExamples, compare, label_columns, score_examples
+    from recsys.evaluation.validation import (NOT_BLESSED, ModelNotBlessed, blessing_text, decide,
+                                              first_model_blessing, write_blessing)
+    from recsys.training import load_trained_ranker
+    from serving.scoring import ExportedModel, latest_version
+
+    candidate = str(config.model_dir)
+    try:
+        published = str(latest_version(config.served_model_dir))
+    except FileNotFoundError:
+        decision = first_model_blessing(candidate)
+    else:
+        rows, examples = _eval_examples(config)
+        scorers = {published: ExportedModel(published).score,
+                   candidate: RankerOnRawExamples(load_trained_ranker(config), str(config.artifacts),
+                                                  serving_feature_spec(config))}
+        decision = decide(config, compare(config, score_examples(scorers, examples), label_columns(config, rows)),
+                          candidate, published)
+    path = write_blessing(decision, Artifacts.of(config).evaluation_dir)
+    print(blessing_text(decision), end="")
+    print(f"decision recorded in {path}")
+    if decision["status"] == NOT_BLESSED:
+        raise ModelNotBlessed(f"{candidate} is not published: " + "; ".join(decision["reasons"]))
+    return decision
 
 
 def cmd_export(args, config: Config):
@@ -158,8 +271,10 @@ def cmd_serve(args):
 
 def cmd_run(args, config: Config):
     started = time.monotonic()
-    for name, step in (("preprocess", cmd_preprocess), ("train", cmd_train), ("evaluate", cmd_evaluate),
-                       ("export", cmd_export), ("score", cmd_score)):
+    steps = [("preprocess", cmd_preprocess), ("train", cmd_train), ("evaluate", cmd_evaluate)]
+    if config.evaluation.validation.enabled:
+        steps.append(("validate", cmd_validate))  # raises ModelNotBlessed: nothing is exported
+    for name, step in steps + [("export", cmd_export), ("score", cmd_score)]:
         print(f"\n== {name} ==", flush=True)
         step(args, config)
     print(f"\nquick start finished in {time.monotonic() - started:.0f}s; artifacts in {config.artifacts}")
@@ -200,6 +315,8 @@ def _parser() -> argparse.ArgumentParser:
             ("evaluate", cmd_evaluate, "evaluate the trained ranker on the eval split"),
             ("export", cmd_export, "export a versioned SavedModel for TF Serving"),
             ("score", cmd_score, "score raw input rows through the exported SavedModel"),
+            ("compare", cmd_compare, "compare exported versions or model directories on the same eval rows"),
+            ("validate", cmd_validate, "bless the trained model against the published one (blessing.json)"),
             ("run", cmd_run, "preprocess, train, evaluate, export and score")):
         command = commands.add_parser(name, help=help_text)
         command.add_argument("--config", required=True, help="YAML config file")
@@ -207,6 +324,9 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--rows", type=int, default=5, help="rows to score (score, run)")
         command.add_argument("--model-dir", help="exported version to score (default: the latest)")
         command.add_argument("--quiet", action="store_true", help="no per-epoch progress bar")
+        command.add_argument("--models", nargs="+", help="compare: exported versions, config files, model "
+                             "directories or checkpoints; the first is the baseline")
+        command.add_argument("--beam", action="store_true", help="evaluate: the exported model as a Beam job")
         command.add_argument("beam_args", nargs=argparse.REMAINDER,
                              help="after '--': Beam pipeline options, e.g. -- --runner=DataflowRunner")
         command.set_defaults(handler=handler, needs_config=True)
@@ -225,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
             args.handler(args, _config(args))
         else:
             args.handler(args)
+    except ModelNotBlessed as err:
+        print(f"not published: {err}", file=sys.stderr)
+        return 3
     except (RecsysError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

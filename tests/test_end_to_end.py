@@ -192,3 +192,35 @@ def test_every_backbone_exports_through_the_same_signature(workdir, raw_csv, man
     assert set(served) == {"ctr", "cvr", "dwell", "ctcvr"}
     for name in served:
         np.testing.assert_allclose(served[name], in_memory[name], rtol=1e-5, atol=1e-6)
+
+
+def test_a_worse_model_is_not_published_and_a_better_one_is(workdir, raw_csv, manifest, esmm_report):
+    """Blessing against the published version on the same raw eval rows, through the command line."""
+    from recsys.models.ranker import build_ranker
+    from serving.export import _versions, export_model
+
+    def published_as_blessing(raw):
+        raw["export"]["model_name"] = "blessing"
+        raw["training"]["model_dir"] = str(workdir / "models" / "esmm")  # the trained ESMM model
+
+    good_path = _write_config(workdir, raw_csv, "blessing_good", published_as_blessing)
+    good = load_config(good_path)
+    untrained = build_ranker(good, manifest["model_inputs"])
+    first = export_model(untrained, good, good.artifacts)  # an untrained model is what is published now
+    assert main(["validate", "--config", str(good_path)]) == 0
+    decision = json.loads((Artifacts.of(good).evaluation_dir / "blessing.json").read_text())
+    assert decision["status"] == "BLESSED" and decision["baseline"] == str(first)
+    assert main(["export", "--config", str(good_path)]) == 0
+
+    def untrained_candidate(raw):
+        published_as_blessing(raw)
+        raw["training"]["model_dir"] = str(workdir / "models" / "untrained")
+
+    worse_path = _write_config(workdir, raw_csv, "blessing_worse", untrained_candidate)
+    worse = load_config(worse_path)
+    untrained.save_weights(str(Artifacts.of(worse).weights_path))
+    assert main(["validate", "--config", str(worse_path)]) == 3
+    decision = json.loads((Artifacts.of(worse).evaluation_dir / "blessing.json").read_text())
+    assert decision["status"] == "NOT_BLESSED"
+    assert any(reason.startswith("ctr auc: drop") for reason in decision["reasons"]), decision["reasons"]
+    assert _versions(good.served_model_dir) == [1, 2]  # nothing new was published

@@ -1,13 +1,15 @@
 """`recsys evaluate`: a trained ranker scored on the eval split, each task in its own sample space.
 
-Besides per-task AUC, log loss and calibration it reports the funnel metrics
-ranking teams look at (CVR AUC on clicked impressions, CTCVR AUC on all),
-GAUC grouped by user, an item-popularity baseline to beat, and, on synthetic
-data, the error against the true probabilities.
+Besides per-task AUC, log loss, normalised entropy and calibration (ratio,
+ECE, reliability curve) it reports the funnel metrics ranking teams look at
+(CVR AUC on clicked impressions, CTCVR AUC on all), GAUC grouped by user,
+precision/recall at thresholds, bootstrap intervals for the headline metrics,
+metrics by slice, an item-popularity baseline to beat, and, on synthetic data,
+the error against the true probabilities. The model runs once; everything else
+is computed from that one set of predictions.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,9 @@ import tensorflow as tf
 from features.artifacts import Artifacts
 from features.config import Config
 from recsys.data import make_dataset, split_files, transformed_feature_spec
-from recsys.evaluation import metrics
+from recsys.evaluation import bootstrap, metrics, slices
 from recsys.evaluation.gates import UtilisationMeter, plot_expert_utilisation
+from recsys.evaluation.jsonable import json_text
 
 _POPULARITY_SMOOTHING = 20.0  # pseudo-impressions at the global CTR for items seen rarely
 
@@ -46,6 +49,7 @@ def popularity_feature(config: Config) -> str | None:
 
 def _columns_needed(config: Config) -> list[str]:
     extra = [config.evaluation.group_by, popularity_feature(config)]
+    extra += [spec.feature for spec in config.evaluation.slices if spec.feature]
     return list(dict.fromkeys(config.label_columns + config.passthrough_columns + [c for c in extra if c]))
 
 
@@ -64,74 +68,165 @@ def predict(ranker: tf.keras.Model, dataset: tf.data.Dataset, columns: list[str]
             {k: np.concatenate(v) for k, v in values.items()}, meter.result())
 
 
-def _binary_metrics(labels, scores, weights) -> dict:
-    mask = weights > 0
-    return {"rows": int(mask.sum()), "positives": int(labels[mask].sum()),
-            "auc": metrics.auc(labels[mask], scores[mask]),
-            "logloss": metrics.logloss(labels[mask], scores[mask]),
-            "calibration": metrics.calibration(labels[mask], scores[mask])}
+def evaluated_outputs(config: Config, outputs: dict, columns: dict) -> list[dict]:
+    """Every scored output with its labels and sample space: each task, plus the funnel's CTCVR.
 
-
-def _task_metrics(config: Config, outputs: dict, columns: dict) -> dict:
+    Each entry is {name, type, labels, scores, space (bool mask over eval rows),
+    sample_space (its name), truth (true probabilities or None)}.
+    """
     rows = len(next(iter(columns.values())))
-    result = {}
+    truth = {name: columns[column] for name, column in config.evaluation.truth.items() if column in columns}
+    found = []
     for task in config.tasks:
-        space = columns[config.task(task.sample_space).label] if task.sample_space else np.ones(rows)
-        labels, scores = columns[task.label], outputs[task.name]
-        if task.type == "binary":
-            result[task.name] = {"sample_space": task.sample_space or "all", **_binary_metrics(labels, scores, space)}
-            if config.evaluation.group_by and not task.sample_space:
-                result[task.name]["gauc"] = metrics.gauc(labels, scores, columns[config.evaluation.group_by])
-        else:
-            mask = space > 0
-            result[task.name] = {"sample_space": task.sample_space or "all", "rows": int(mask.sum()),
-                                 "rmse": metrics.rmse(labels[mask], scores[mask]),
-                                 "mae": metrics.mae(labels[mask], scores[mask])}
+        space = columns[config.task(task.sample_space).label] > 0 if task.sample_space else np.ones(rows, bool)
+        found.append({"name": task.name, "type": task.type, "labels": columns[task.label],
+                      "scores": outputs[task.name], "space": space, "sample_space": task.sample_space or "all",
+                      "truth": truth.get(task.name)})
     chain = funnel(config)
     if chain:
         ctr, cvr, ctcvr = chain
-        labels = columns[config.task(ctr).label] * columns[config.task(cvr).label]
-        scores = _scores(config, outputs, ctcvr)
-        result[ctcvr] = {"sample_space": "all", **_binary_metrics(labels, scores, np.ones(rows))}
-    return result
+        found.append({"name": ctcvr, "type": "binary",
+                      "labels": columns[config.task(ctr).label] * columns[config.task(cvr).label],
+                      "scores": _scores(config, outputs, ctcvr), "space": np.ones(rows, bool),
+                      "sample_space": "all", "truth": truth.get(ctcvr)})
+    return found
 
 
-def _popularity_scores(config: Config, artifacts: Artifacts, spec: dict, item_ids: np.ndarray) -> np.ndarray:
+def output_metrics(config: Config, output: dict, groups: np.ndarray | None = None) -> dict:
+    """All metrics of one output in its sample space, with bootstrap intervals for the headline ones."""
+    space = output["space"]
+    labels, scores = output["labels"][space], output["scores"][space]
+    settings = config.evaluation
+    found = {"sample_space": output["sample_space"], "rows": int(space.sum())}
+    if output["type"] == "binary":
+        found.update(positives=int(labels.sum()), auc=metrics.auc(labels, scores),
+                     logloss=metrics.logloss(labels, scores), normalized_entropy=metrics.normalized_entropy(
+                         labels, scores), calibration=metrics.calibration(labels, scores),
+                     ece=metrics.expected_calibration_error(labels, scores, settings.calibration_bins),
+                     reliability=metrics.reliability_curve(labels, scores, settings.calibration_bins),
+                     precision_recall=metrics.precision_recall_at(labels, scores, settings.thresholds),
+                     roc=metrics.roc_points(labels, scores))
+        if groups is not None:
+            found["gauc"] = metrics.gauc(labels, scores, groups[space])
+    else:
+        found.update(rmse=metrics.rmse(labels, scores) if len(labels) else float("nan"),
+                     mae=metrics.mae(labels, scores) if len(labels) else float("nan"))
+    if settings.bootstrap.resamples:
+        found["intervals"] = {"confidence": settings.bootstrap.confidence, **bootstrap.metric_intervals(
+            labels, scores, output["type"], settings.bootstrap.resamples, settings.bootstrap.confidence,
+            settings.bootstrap.seed)}
+    return found
+
+
+def _task_metrics(config: Config, evaluated: list[dict], columns: dict) -> dict:
+    group_by = config.evaluation.group_by
+    return {output["name"]: output_metrics(config, output, columns[group_by] if group_by else None)
+            for output in evaluated}
+
+
+def _train_counts(artifacts: Artifacts, spec: dict, features: list[str], click_label: str | None) -> dict:
+    """Impressions per id of each feature in `features` on the train split, and clicks per id of the first.
+
+    One pass over the train split serves the popularity baseline and the
+    popularity and new-user slices.
+    """
+    wanted = {name: spec[name] for name in features + ([click_label] if click_label else [])}
+    counts = {name: {} for name in features}
+    clicks = {}
+    for batch in make_dataset(split_files(artifacts.root, "train"), wanted, 8192):
+        for name in features:
+            _add_counts(counts[name], batch[name].numpy())
+        if click_label and features:
+            ids = batch[features[0]].numpy()
+            _add_counts(clicks, ids[batch[click_label].numpy() > 0])
+    return {"impressions": counts, "clicks": clicks}
+
+
+def _add_counts(totals: dict, ids: np.ndarray):
+    for key, count in zip(*np.unique(ids, return_counts=True)):
+        totals[key] = totals.get(key, 0) + int(count)
+
+
+def _lookup(counts: dict, ids: np.ndarray) -> np.ndarray:
+    return np.array([counts.get(i, 0) for i in ids], dtype=float)
+
+
+def _slice_metrics(config: Config, artifacts: Artifacts, evaluated: list[dict], columns: dict,
+                   train: dict) -> dict:
+    import tensorflow_transform as tft
+
+    transform = tft.TFTransformOutput(str(artifacts.root))
+    found = {}
+    for spec in config.evaluation.slices:
+        if spec.derived == "item_popularity":
+            item = popularity_feature(config)
+            labels = slices.popularity_labels(_lookup(train["impressions"][item], columns[item]))
+        elif spec.derived == "user_history":
+            user = config.evaluation.group_by
+            labels = slices.history_labels(_lookup(train["impressions"][user], columns[user]))
+        else:
+            feature = config.feature(spec.feature)
+            vocabulary = ([v.decode("utf-8", "replace") for v in transform.vocabulary_by_name(feature.name)]
+                          if feature.transform == "vocabulary" else None)
+            labels = slices.feature_labels(config, spec, columns[spec.feature], vocabulary)
+        found[spec.name] = slices.sliced_metrics(labels, evaluated)
+    return found
+
+
+def _popularity_scores(train: dict, item: str, item_ids: np.ndarray) -> np.ndarray:
     """Smoothed click-through rate of each item on the train split: the baseline to beat."""
-    item, label = popularity_feature(config), click_task(config).label
-    data = make_dataset(split_files(artifacts.root, "train"), {item: spec[item], label: spec[label]}, 4096)
-    impressions, clicks = {}, {}
-    for batch in data:
-        ids, labels = batch[item].numpy(), batch[label].numpy()
-        for key, count in zip(*np.unique(ids, return_counts=True)):
-            impressions[key] = impressions.get(key, 0) + count
-        for key, count in zip(*np.unique(ids[labels > 0], return_counts=True)):
-            clicks[key] = clicks.get(key, 0) + count
+    impressions, clicks = train["impressions"][item], train["clicks"]
     prior = sum(clicks.values()) / max(sum(impressions.values()), 1)
-    return np.array([(clicks.get(i, 0) + prior * _POPULARITY_SMOOTHING)
-                     / (impressions.get(i, 0) + _POPULARITY_SMOOTHING) for i in item_ids])
+    return ((_lookup(clicks, item_ids) + prior * _POPULARITY_SMOOTHING)
+            / (_lookup(impressions, item_ids) + _POPULARITY_SMOOTHING))
+
+
+def _counted_features(config: Config) -> list[str]:
+    """Features whose train impressions the report needs, the item first (its clicks are counted too)."""
+    item = popularity_feature(config)
+    needed = [item] if item and click_task(config) else []
+    for spec in config.evaluation.slices:
+        if spec.derived == "item_popularity":
+            needed.append(item)
+        elif spec.derived == "user_history":
+            needed.append(config.evaluation.group_by)
+    return list(dict.fromkeys(n for n in needed if n))
+
+
+def measure(config: Config, outputs: dict, columns: dict, artifacts: Artifacts, spec: dict) -> dict:
+    """The report's numbers from one pass of predictions: tasks, slices, baseline, truth."""
+    evaluated = evaluated_outputs(config, outputs, columns)
+    report = {"rows": int(len(next(iter(columns.values())))), "tasks": _task_metrics(config, evaluated, columns)}
+    counted = _counted_features(config)
+    click = click_task(config)
+    train = _train_counts(artifacts, spec, counted, click.label if click else None) if counted else None
+    item = popularity_feature(config)
+    if item and click:
+        baseline = _popularity_scores(train, item, columns[item])
+        report["baselines"] = {"item_popularity": {"ctr_auc": metrics.auc(columns[click.label], baseline)}}
+    if config.evaluation.slices:
+        report["slices"] = _slice_metrics(config, artifacts, evaluated, columns, train)
+    if config.evaluation.truth:
+        report["truth"] = {name: metrics.truth_error(columns[column], _scores(config, outputs, name))
+                           for name, column in config.evaluation.truth.items()}
+    return report
 
 
 def evaluate(config: Config, ranker: tf.keras.Model) -> dict:
-    """Scores the eval split and returns the report (also written as JSON and text)."""
+    """Scores the eval split and returns the report (also written as JSON, text and HTML)."""
+    from recsys.evaluation.html_report import write_html_report
+
     artifacts = Artifacts.of(config)
     spec = transformed_feature_spec(artifacts.root)
     dataset = make_dataset(split_files(artifacts.root, "eval"), spec, 4096)
     outputs, columns, utilisation = predict(ranker, dataset, _columns_needed(config))
-    report = {"rows": int(len(next(iter(columns.values())))), "tasks": _task_metrics(config, outputs, columns)}
-    item = popularity_feature(config)
-    if item and click_task(config):
-        baseline = _popularity_scores(config, artifacts, spec, columns[item])
-        report["baselines"] = {"item_popularity": {
-            "ctr_auc": metrics.auc(columns[click_task(config).label], baseline)}}
-    if config.evaluation.truth:
-        report["truth"] = {name: metrics.truth_error(columns[column], _scores(config, outputs, name))
-                           for name, column in config.evaluation.truth.items()}
+    report = measure(config, outputs, columns, artifacts, spec)
     if utilisation:
         report["expert_utilisation"] = utilisation
     write_report(report, artifacts.evaluation_dir)
     if utilisation:
         plot_expert_utilisation(utilisation, artifacts.evaluation_dir / "expert_utilisation.png")
+    write_html_report(report, artifacts.evaluation_dir / "report.html", title=config.name)
     return report
 
 
@@ -143,15 +238,31 @@ def _scores(config: Config, outputs: dict, name: str) -> np.ndarray:
     return outputs[ctr] * outputs[cvr]
 
 
+def _with_interval(value: float, interval: list[float] | None) -> str:
+    if interval is None:
+        return f"{value:.4f}"
+    return f"{value:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
 def summary_text(report: dict) -> str:
     """A fixed-width table a person can read in a terminal."""
+    nan = float("nan")
     lines = [f"evaluated {report['rows']} eval rows", "",
-             f"{'output':<10}{'space':<8}{'rows':>8}{'AUC':>8}{'GAUC':>8}{'logloss':>9}{'calib':>7}{'RMSE':>8}"]
+             f"{'output':<10}{'space':<8}{'rows':>8}{'AUC':>8}{'GAUC':>8}{'logloss':>9}{'NE':>7}"
+             f"{'calib':>7}{'ECE':>7}{'RMSE':>8}"]
     for name, m in report["tasks"].items():
-        gauc = m.get("gauc", {}).get("gauc", float("nan"))
-        lines.append(f"{name:<10}{m['sample_space']:<8}{m['rows']:>8}{m.get('auc', float('nan')):>8.4f}"
-                     f"{gauc:>8.4f}{m.get('logloss', float('nan')):>9.4f}{m.get('calibration', float('nan')):>7.3f}"
-                     f"{m.get('rmse', float('nan')):>8.3f}")
+        gauc = m.get("gauc", {}).get("gauc", nan)
+        lines.append(f"{name:<10}{m['sample_space']:<8}{m['rows']:>8}{m.get('auc', nan):>8.4f}"
+                     f"{gauc:>8.4f}{m.get('logloss', nan):>9.4f}{m.get('normalized_entropy', nan):>7.3f}"
+                     f"{m.get('calibration', nan):>7.3f}{m.get('ece', nan):>7.4f}{m.get('rmse', nan):>8.3f}")
+    intervals = {name: m["intervals"] for name, m in report["tasks"].items() if "intervals" in m}
+    if intervals:
+        confidence = next(iter(intervals.values()))["confidence"]
+        lines += ["", f"{confidence:.0%} bootstrap intervals:"]
+        for name, found in intervals.items():
+            metric = "auc" if "auc" in found else "rmse"
+            lines.append(f"  {name:<8} {metric.upper()} "
+                         f"{_with_interval(report['tasks'][name][metric], found.get(metric))}")
     for name, m in report["tasks"].items():
         if "gauc" in m:
             lines.append(f"GAUC of {name}: {m['gauc']['groups']} groups with both classes, "
@@ -164,10 +275,15 @@ def summary_text(report: dict) -> str:
         lines += ["", "error against the true probabilities (all eval impressions):"]
         lines += [f"  {name:<8} MAE {e['mae']:.4f}  RMSE {e['rmse']:.4f}  bias {e['bias']:+.4f}"
                   for name, e in report["truth"].items()]
+    for slice_name, values in report.get("slices", {}).items():
+        first = next(iter(next(iter(values.values())).keys()), None)
+        lines += ["", f"by {slice_name} ({first}): " + ", ".join(
+            f"{value} {found[first].get('auc', found[first].get('rmse', nan)):.3f} (n={found[first]['rows']})"
+            for value, found in values.items())]
     return "\n".join(lines) + "\n"
 
 
 def write_report(report: dict, directory: Path):
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    (directory / "evaluation.json").write_text(json_text(report))
     (directory / "summary.txt").write_text(summary_text(report))
