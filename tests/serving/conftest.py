@@ -31,6 +31,7 @@ def served_config(tmp_path_factory, _sample_raw):
     kept = {"user_id", "user_gender", "item_id", "item_price", "item_tags", "device", "hour"}
     raw["features"] = [feature for feature in raw["features"] if feature["name"] in kept]
     raw["sequences"] = raw["sequences"][:1]
+    raw["evaluation"]["slices"] = [s for s in raw["evaluation"].get("slices", []) if s.get("feature", "") in kept]
     raw["serving"] = {"max_batch_size": 64, "warmup_rows": 4}
     return parse_config(raw, source=str(SAMPLE_CONFIG))
 
