@@ -141,6 +141,9 @@ class PipelineConfig(_Section):
     max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0)
     num_shards: int = Field(4, gt=0)
     runner: str = "FnApiRunner"
+    # beam: Beam + tf.Transform analyzers (runs on Dataflow, Flink, Spark; the reference).
+    # columnar: one process on Arrow batches, same artifacts, much faster (pipelines/columnar/).
+    engine: Literal["beam", "columnar"] = "beam"
 
 
 class ExportConfig(_Section):
