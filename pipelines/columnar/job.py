@@ -142,7 +142,7 @@ def run_columnar(config: Config, header: list[str], output_dir: Path, temp_dir: 
     seconds["validate_analyse"] = time.monotonic() - started
     started = time.monotonic()
     results = analyzers.results(Path(temp_dir) / "vocabularies")
-    write_transform_fn(config, results, str(output_dir), str(Path(temp_dir) / "tft"))
+    write_transform_fn(config, results, str(output_dir))
     seconds["write_transform_fn"] = time.monotonic() - started
     started = time.monotonic()
     _transform_and_write(config, output_dir, spill_dir)

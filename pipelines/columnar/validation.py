@@ -45,7 +45,7 @@ def _python_float(text: str) -> float:
 def _parse_numbers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """float64 values and a mask of unparseable text (trimmed input, as the reference strips)."""
     decimal = pc.match_substring_regex(text, _DECIMAL).to_numpy(zero_copy_only=False)
-    values = pc.cast(pc.if_else(decimal, text, "0"), pa.float64()).to_numpy()
+    values = pc.cast(pc.if_else(decimal, text, "0"), pa.float64()).to_numpy(zero_copy_only=False, writable=True)
     unparseable = np.zeros(len(text), bool)
     for index in np.flatnonzero(~decimal):
         try:
