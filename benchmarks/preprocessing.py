@@ -15,9 +15,10 @@ its own subprocess (so peak memory is its own and imports are not timed):
 - beam: `pipeline.engine: beam` (FnApiRunner, tf.Transform analyzers).
 - columnar: `pipeline.engine: columnar`.
 
-Writes benchmarks/results/preprocessing.{md,json} (and preprocessing_growth.png
-with more than one row count): rows/s, the ratio to the floor measured in the
-same run, wall seconds and peak resident memory.
+Writes benchmarks/results/preprocessing.{md,json} (preprocessing_growth.{md,json}
+and a plot of time and peak memory against rows, .png, with more than one row
+count): rows/s, the ratio to the floor measured in the same run, wall seconds
+and peak resident memory.
 """
 from __future__ import annotations
 
@@ -160,12 +161,16 @@ def _run_child(name: str, csv_path: Path, work: Path, profile: Path | None) -> d
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _ratio(result: dict) -> str:
+    return "-" if result["ratio_to_floor"] is None else f"{result['ratio_to_floor']:.2f}"
+
+
 def _table(results: list[dict]) -> str:
     lines = ["| rows | contender | seconds | rows/s | ratio to floor | peak RSS (MB) |",
              "|---:|---|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r['input_rows']:,} | {r['contender']} | {r['seconds']:.1f} | {r['rows_per_second']:,.0f} "
-                     f"| {r['ratio_to_floor']:.2f} | {r['peak_rss_mb']:,.0f} |")
+                     f"| {_ratio(r)} | {r['peak_rss_mb']:,.0f} |")
     return "\n".join(lines)
 
 
@@ -196,7 +201,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="100000", help="comma-separated row counts (default 100000)")
     parser.add_argument("--engines", default="floor,beam,columnar")
-    parser.add_argument("--profile", type=Path, help="write a cProfile of each contender to this folder")
+    parser.add_argument("--profile", type=Path,
+                        help="write a cProfile of each contender to this folder (results files are left alone)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--csv", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -218,19 +224,23 @@ def main():
                 result = _run_child(name, csv_path, work, args.profile)
                 floor = result if name == "floor" else floor
                 result.update(contender=name, input_rows=rows, rows_per_second=result["rows"] / result["seconds"])
-                result["ratio_to_floor"] = (result["rows_per_second"] / floor["rows_per_second"]) if floor else float("nan")
-                print(f"    {result['rows_per_second']:,.0f} rows/s, ratio {result['ratio_to_floor']:.2f}, "
+                result["ratio_to_floor"] = (result["rows_per_second"] / floor["rows_per_second"]) if floor else None
+                print(f"    {result['rows_per_second']:,.0f} rows/s, ratio {_ratio(result)}, "
                       f"peak {result['peak_rss_mb']:,.0f} MB", flush=True)
                 results.append(result)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     table = _table(results)
-    (RESULTS / "preprocessing.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "preprocessing.md").write_text(
+    print(table)
+    if args.profile:  # profiled timings are not results
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    growth = len({r["input_rows"] for r in results}) > 1
+    stem = RESULTS / ("preprocessing_growth" if growth else "preprocessing")
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(
         "# Preprocessing against the floor\n\n`python benchmarks/preprocessing.py "
         f"--rows {args.rows} --engines {args.engines}`, one run, 41-column CSV, 0.1% bad rows.\n\n{table}\n")
-    if len({r["input_rows"] for r in results}) > 1:
-        _plot(results, RESULTS / "preprocessing_growth.png")
-    print(table)
+    if growth:
+        _plot(results, stem.with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import tensorflow as tf
 from tensorflow_transform import analyzers as tft_analyzers
 from tfx_bsl import sketches
 
 from features.config import Config, Feature
 from features.precomputed import AnalysisResults
+from features.transform import numeric_input
 
 _NO_NEWLINES = r"[\n\r]"
 _COMPACT_EVERY = 32  # partial counts held before they are merged into one table
@@ -109,11 +111,8 @@ class Quantiles:
 
 
 def numeric_values(feature: Feature, values: pa.Array) -> np.ndarray:
-    """What the graph scales or buckets: float32, log1p of the clamped value for log_zscore."""
-    values = values.to_numpy().astype(np.float32)
-    if feature.transform == "log_zscore":
-        values = np.log1p(np.maximum(values, np.float32(0)))
-    return values
+    """What the graph scales or buckets, computed by the graph's own ops (float32, log1p)."""
+    return numeric_input(feature, tf.constant(values.to_numpy())).numpy()
 
 
 class TrainAnalyzers:

@@ -103,6 +103,13 @@ def _as_float32(values: pa.Array) -> pa.Array:
     return values.cast(pa.float32()) if pa.types.is_float64(values.type) else values
 
 
+def _text(batch: pa.RecordBatch, name: str) -> pa.Array:
+    """The column's text; an optional column the file lacks reads as empty (its default applies)."""
+    if name in batch.schema.names:
+        return batch.column(name)
+    return pa.array([""] * batch.num_rows, pa.string())
+
+
 def _csv_line(values: list[str]) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="").writerow(values)
@@ -128,7 +135,7 @@ class ColumnarValidator:
         """The batch's valid rows, typed, and the dead letters (JSON dicts) of the others."""
         typed, bad = {}, np.zeros(batch.num_rows, bool)
         for column in self._columns:
-            typed[column.name], column_bad = _typed_column(column, batch.column(column.name))
+            typed[column.name], column_bad = _typed_column(column, _text(batch, column.name))
             bad |= column_bad
         for label in self._binary_labels:
             bad |= ~np.isin(typed[label].to_numpy(), (0, 1))

@@ -1,8 +1,9 @@
 """Column-at-a-time validation accepts, types and rejects exactly what the row validator does."""
+import csv
+
 import pyarrow as pa
 import pytest
 
-from features.config import parse_config
 from pipelines.columnar.validation import ColumnarValidator
 from pipelines.validation import RowError, RowValidator
 
@@ -43,3 +44,17 @@ def test_each_odd_value_is_typed_or_rejected_as_the_row_validator_does(config, g
     for ours, theirs in zip(typed, expected_rows):
         for name, value in ours.items():
             assert value == pytest.approx(theirs[name], rel=1e-7) if isinstance(value, float) else value == theirs[name]
+
+
+def test_an_optional_column_the_file_lacks_takes_its_default(config, good_row):
+    del good_row["user_gender"]
+    valid, letters = ColumnarValidator(config)(pa.RecordBatch.from_pylist([good_row, good_row]))
+    assert letters == [] and valid.table.column("user_gender").to_pylist() == ["U", "U"]
+
+
+def test_a_bad_row_keeps_its_fields_in_the_dead_letter(config, good_row):
+    batch = pa.RecordBatch.from_pylist([dict(good_row, user_city="a, b", item_price="x")])
+    valid, (letter,) = ColumnarValidator(config)(batch)
+    assert valid.table.num_rows == 0
+    assert letter["reason"] == "invalid_float" and letter["field"] == "item_price"
+    assert next(csv.reader([letter["row"]]))[list(good_row).index("user_city")] == "a, b"
