@@ -188,7 +188,10 @@ def _plot(results: list[dict], path: Path):
         memory_axis.plot(rows, [r["peak_rss_mb"] for r in points], "o-", label=contender)
     for axis, label in ((time_axis, "seconds"), (memory_axis, "peak RSS (MB)")):
         axis.set_xscale("log")
-        axis.set_yscale("log" if axis is time_axis else "linear")
+        if axis is time_axis:
+            axis.set_yscale("log")
+        else:
+            axis.set_ylim(bottom=0)
         axis.set_xlabel("input rows")
         axis.set_ylabel(label)
         axis.legend()

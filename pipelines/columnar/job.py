@@ -112,7 +112,7 @@ def _transform_and_write(config: Config, output_dir: Path, spill_dir: Path):
         progress = _Progress(f"transform + write {split}")
         path = spill_dir / f"{split}.arrow"
         if path.exists():
-            with pa.memory_map(str(path)) as source:
+            with pa.OSFile(str(path)) as source:  # read, not mapped: mapped pages would count as resident
                 reader = pa.ipc.open_file(source)
                 for index in range(reader.num_record_batches):
                     table = pa.Table.from_batches([reader.get_batch(index)])
