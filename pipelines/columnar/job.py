@@ -20,7 +20,7 @@ import tensorflow as tf
 from features.artifacts import Artifacts
 from features.config import Config
 from pipelines.columnar.analysis import TrainAnalyzers
-from pipelines.columnar.reader import MalformedLine, iter_csv_batches
+from pipelines.columnar.reader import iter_csv_batches
 from pipelines.columnar.transform import BatchTransformer, write_transform_fn
 from pipelines.columnar.validation import ColumnarValidator, malformed_letter
 from pipelines.split import EVAL, SPLITS, TRAIN, split_of

@@ -35,13 +35,6 @@ class ValidBatch:
     keys: list  # the split key of each valid row, typed as the reference types it
 
 
-def _python_float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return np.nan
-
-
 def _parse_numbers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """float64 values and a mask of unparseable text (trimmed input, as the reference strips)."""
     decimal = pc.match_substring_regex(text, _DECIMAL).to_numpy(zero_copy_only=False)

@@ -5,6 +5,7 @@ examples. Floats are compared to float32 precision: tf.Transform itself sums
 moments batch by batch in float32, so its z-scores vary in the last bits with the
 runner's batch sizes.
 """
+import copy
 import csv
 import json
 
@@ -56,8 +57,6 @@ def _run(raw_config, path, artifacts, engine):
 
 @pytest.fixture(scope="module")
 def both_engines(csv_input, tmp_path_factory, _sample_raw):
-    import copy
-
     root = tmp_path_factory.mktemp("engines")
     return {engine: _run(copy.deepcopy(_sample_raw), csv_input, root / engine, engine)
             for engine in ("beam", "columnar")}
