@@ -17,6 +17,7 @@ from features.artifacts import Artifacts
 from features.config import parse_config
 from pipelines import synthetic
 from pipelines.preprocess import run_preprocess
+from pipelines.sources import InputError
 
 ROWS = 400
 VOCABULARY_FEATURES = ("user_id", "user_gender", "user_city", "item_id", "item_category", "item_brand",
@@ -105,3 +106,13 @@ def test_engines_write_the_same_transformed_examples(both_engines):
                     np.testing.assert_allclose(actual[name], expected[name], rtol=2e-6, atol=2e-6, err_msg=name)
                 else:
                     assert actual[name] == expected[name], name
+
+
+def test_the_columnar_engine_turns_parquet_input_away_with_a_clear_error(raw_config, tmp_path):
+    path = tmp_path / "logs.parquet"
+    next(synthetic.iter_chunks(synthetic.SyntheticSpec(rows=20, seed=1))).to_parquet(path)
+    raw_config["input"] = {"path": str(path)}
+    raw_config["pipeline"]["engine"] = "columnar"
+    config = parse_config(raw_config)
+    with pytest.raises(InputError, match="columnar engine reads CSV.*use pipeline.engine: beam"):
+        run_preprocess(config, tmp_path / "artifacts")
