@@ -154,6 +154,9 @@ class PipelineConfig(_Section):
     max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0)
     num_shards: int = Field(4, gt=0)
     runner: str = "FnApiRunner"
+    # beam: Beam + tf.Transform analyzers (runs on Dataflow, Flink, Spark; the reference).
+    # columnar: one process on Arrow batches, same artifacts, much faster (pipelines/columnar/).
+    engine: Literal["beam", "columnar"] = "beam"
 
 
 class ExportConfig(_Section):
@@ -550,6 +553,9 @@ def _ssl_problems(config: Config):
             yield f"ssl.item_features[{i}]: no feature named '{name}'"
     for dup in _duplicates(list(config.ssl.item_features)):
         yield f"ssl.item_features: '{dup}' is listed more than once"
+    if config.pipeline.engine == "columnar":
+        yield ("ssl.enabled: the item corpus and mutual information are Beam steps; "
+               "use pipeline.engine 'beam' (the default) with ssl")
     names = config.ssl_item_features
     if len(names) < 2:
         yield (f"ssl.item_features: two views need at least two item features to split between them, "

@@ -73,7 +73,27 @@ def _as_strings(values):
     return tf.strings.as_string(values)
 
 
-def _encode_categorical(feature: Feature, values, vocabularies: dict):
+class TftAnalyzers:
+    """Learns every statistic with tf.Transform's analyzers: the reference path.
+
+    `make_preprocessing_fn` asks an analyzers object for the three learned
+    pieces (vocabularies, quantile buckets, z-scores); `features/precomputed.py`
+    answers the same questions from statistics computed outside tf.Transform,
+    so both paths share every other op of the graph.
+    """
+
+    def vocabulary(self, feature: Feature, strings):
+        return tft.vocabulary(strings, top_k=feature.top_k, frequency_threshold=feature.min_frequency,
+                              vocab_filename=feature.name)
+
+    def bucketize(self, feature: Feature, values):
+        return tft.bucketize(values, feature.num_buckets)
+
+    def z_score(self, feature: Feature, values):
+        return tft.scale_to_z_score(values)
+
+
+def _encode_categorical(feature: Feature, values, vocabularies: dict, analyzers):
     if feature.transform == "vocabulary":
         ids = tft.apply_vocabulary(_as_strings(values), vocabularies[feature.name],
                                    num_oov_buckets=feature.oov_buckets)
@@ -86,46 +106,47 @@ def _encode_categorical(feature: Feature, values, vocabularies: dict):
         else:
             ids = tf.strings.to_hash_bucket_fast(strings, feature.hash_buckets)
     else:
-        ids = tft.bucketize(tf.cast(values, tf.float32), feature.num_buckets)
+        ids = analyzers.bucketize(feature, tf.cast(values, tf.float32))
     return _shift_ids(ids)
 
 
-def _encode_numeric(feature: Feature, values) -> tf.Tensor:
+def numeric_input(feature: Feature, values):
+    """The value a numeric feature is scaled from (float32; log1p for log_zscore)."""
     values = tf.cast(values, tf.float32)
     if feature.transform == "log_zscore":
         # Prices and counts are heavy-tailed; negatives are clamped, log1p(0) = 0.
         values = tf.math.log1p(tf.maximum(values, 0.0))
-    return tft.scale_to_z_score(values)
+    return values
 
 
-def _learn_vocabularies(config: Config, inputs: dict) -> dict:
-    """Deferred vocabulary files, learned on the analysis (train) split only."""
-    vocabularies = {}
-    for feature in config.features:
-        if feature.transform == "vocabulary":
-            vocabularies[feature.name] = tft.vocabulary(
-                _as_strings(inputs[feature.source]), top_k=feature.top_k,
-                frequency_threshold=feature.min_frequency, vocab_filename=feature.name)
-    return vocabularies
+def _learn_vocabularies(config: Config, inputs: dict, analyzers) -> dict:
+    """Vocabulary files, learned on the analysis (train) split only."""
+    return {feature.name: analyzers.vocabulary(feature, _as_strings(inputs[feature.source]))
+            for feature in config.features if feature.transform == "vocabulary"}
 
 
-def make_preprocessing_fn(config: Config):
-    """Builds the `preprocessing_fn` that tf.Transform analyses and applies."""
+def make_preprocessing_fn(config: Config, analyzers=None):
+    """Builds the `preprocessing_fn` that tf.Transform analyses and applies.
+
+    `analyzers` supplies the learned statistics: tf.Transform's own analyzers by
+    default, or precomputed ones (`features.precomputed.PrecomputedAnalyzers`).
+    """
+    analyzers = analyzers or TftAnalyzers()
 
     def preprocessing_fn(inputs: dict) -> dict:
-        vocabularies = _learn_vocabularies(config, inputs)
+        vocabularies = _learn_vocabularies(config, inputs, analyzers)
         outputs = {}
         for feature in config.features:
             values = inputs[feature.source]
             if feature.is_categorical:
-                ids = _encode_categorical(feature, values, vocabularies)
+                ids = _encode_categorical(feature, values, vocabularies, analyzers)
                 outputs[feature.name] = (_pad_to_length(ids, feature.max_length)
                                          if _is_multi_valued(config, feature) else ids)
             else:
-                outputs[feature.name] = _encode_numeric(feature, values)
+                outputs[feature.name] = analyzers.z_score(feature, numeric_input(feature, values))
         for sequence in config.sequences:
             item = config.feature(sequence.item_feature)
-            ids = _encode_categorical(item, inputs[sequence.column], vocabularies)
+            ids = _encode_categorical(item, inputs[sequence.column], vocabularies, analyzers)
             outputs[sequence.name] = _pad_to_length(ids, sequence.max_length)
         for column in config.label_columns + config.passthrough_columns:
             outputs[column] = tf.cast(inputs[column], tf.float32)

@@ -31,6 +31,7 @@ from features.schema import raw_feature_spec, transform_input_columns
 from features.transform import feature_kind, make_preprocessing_fn, model_inputs
 from pipelines.item_corpus import DistinctItems
 from pipelines.mutual_information import ItemFeatureMutualInformation, plot_mutual_information
+from pipelines.columnar.job import run_columnar
 from pipelines.sources import ReadRawRows, input_columns
 from pipelines.split import EVAL, SPLITS, TRAIN, split_of
 from pipelines.validation import DeadLetter, RowError, RowValidator, parse_csv_line
@@ -217,9 +218,14 @@ def run_preprocess(config: Config, output_dir: str | Path, beam_args: list[str] 
     temp_dir = temp_root or tempfile.mkdtemp(prefix="tft-", dir=output_dir)
     started = time.monotonic()
     _LOG.info("preprocessing %s with %s", config.input.path, options.view_as(StandardOptions).runner)
-    with beam.Pipeline(options=options) as pipeline:
-        build_pipeline(pipeline, config, header if config.input_format == "csv" else None,
-                       output_dir, temp_dir)
+    if config.pipeline.engine == "columnar":
+        if beam_args:
+            _LOG.warning("pipeline.engine is columnar: Beam options %s are ignored", beam_args)
+        run_columnar(config, header, output_dir, temp_dir)
+    else:
+        with beam.Pipeline(options=options) as pipeline:
+            build_pipeline(pipeline, config, header if config.input_format == "csv" else None,
+                           output_dir, temp_dir)
     if not temp_root:
         shutil.rmtree(temp_dir, ignore_errors=True)
     raw_metadata = dataset_metadata.DatasetMetadata.from_feature_spec(raw_feature_spec(config))

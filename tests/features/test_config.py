@@ -98,3 +98,10 @@ def test_ssl_section_errors_name_the_key(raw_config, ssl, expected):
 def test_ssl_item_features_default_to_the_item_group(config):
     assert config.ssl_item_features == ["item_id", "item_category", "item_brand", "item_price", "item_tags"]
     assert not config.ssl.enabled
+
+
+def test_ssl_needs_the_beam_engine_that_writes_its_item_corpus():
+    raw = load_config(SAMPLE_CONFIG.parent / "synthetic_ssl.yaml").model_dump()
+    raw["pipeline"]["engine"] = "columnar"
+    with pytest.raises(ConfigError, match="ssl.enabled: .*pipeline.engine 'beam'"):
+        parse_config(raw)

@@ -1,0 +1,250 @@
+"""Preprocessing speed against the floor: the Beam + tf.Transform job and the columnar engine, in one run.
+
+    python benchmarks/preprocessing.py --rows 100000
+    python benchmarks/preprocessing.py --rows 100000,1000000 --engines floor,columnar   # growth
+
+The dataset is the synthetic feed (24 columns) widened to 41 columns with 10
+extra categorical and 7 extra numeric columns, all of them features, and 0.1%
+of rows broken so validation has dead letters to write. Each contender runs in
+its own subprocess (so peak memory is its own and imports are not timed):
+
+- floor: pyarrow streams the CSV, tfx_bsl's C++ encoder turns every raw row
+  into a tf.Example, the same gzip TFRecord writer as the columnar engine writes
+  them. No validation, split, analysis or transform: the fastest this machine
+  can turn these rows into TFRecords.
+- beam: `pipeline.engine: beam` (FnApiRunner, tf.Transform analyzers).
+- columnar: `pipeline.engine: columnar`.
+
+Writes benchmarks/results/preprocessing.{md,json} (preprocessing_growth.{md,json}
+and a plot of time and peak memory against rows, .png, with more than one row
+count): rows/s, the ratio to the floor measured in the same run, wall seconds
+and peak resident memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results"
+EXTRA_CATEGORICAL = 10  # cardinalities 10, 100, ... cycling up to 100k
+EXTRA_NUMERIC = 7
+BAD_ROW_EVERY = 1000
+
+
+def _extra_columns(rows: int, rng) -> dict:
+    import numpy as np
+
+    columns = {}
+    for index in range(EXTRA_CATEGORICAL):
+        cardinality = 10 ** (1 + index % 5)
+        ids = np.minimum(rng.zipf(1.3, rows), cardinality)
+        columns[f"extra_cat_{index}"] = np.char.add(f"c{index}_", ids.astype(str))
+    for index in range(EXTRA_NUMERIC):
+        columns[f"extra_num_{index}"] = np.round(rng.lognormal(1.0, 1.0, rows), 4)
+    return columns
+
+
+def build_dataset(rows: int, path: Path):
+    """The synthetic feed plus the extra columns, written chunk by chunk with some bad rows."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from pipelines import synthetic
+
+    rng = np.random.default_rng(11)
+    written = 0
+    with open(path, "wb") as out:
+        for chunk_index, frame in enumerate(synthetic.iter_chunks(synthetic.SyntheticSpec(rows=rows, seed=5))):
+            for name, values in _extra_columns(len(frame), rng).items():
+                frame[name] = values
+            frame = frame.astype({name: str for name in frame.columns})
+            bad = np.arange(len(frame))[(np.arange(len(frame)) + written) % BAD_ROW_EVERY == 7]
+            frame.loc[bad[0::3], "click"] = "yes"
+            frame.loc[bad[1::3], "item_price"] = "inf"
+            frame.loc[bad[2::3], "user_id"] = ""
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=chunk_index == 0))
+            written += len(frame)
+
+
+def benchmark_config(csv_path: Path, artifacts: Path, engine: str) -> dict:
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "data_samples" / "synthetic.yaml").read_text())
+    raw.update(name="preprocessing_benchmark", artifacts_dir=str(artifacts), input={"path": str(csv_path)})
+    for index in range(EXTRA_CATEGORICAL):
+        raw["columns"].append({"name": f"extra_cat_{index}", "type": "string"})
+        raw["features"].append({"name": f"extra_cat_{index}", "group": "context", "transform": "vocabulary",
+                                "top_k": 10_000 if index % 5 == 4 else None})
+    for index in range(EXTRA_NUMERIC):
+        raw["columns"].append({"name": f"extra_num_{index}", "type": "float"})
+        raw["features"].append({"name": f"extra_num_{index}", "group": "context",
+                                "transform": "log_zscore" if index % 2 else "zscore"})
+    raw["pipeline"] = {"engine": engine, "num_shards": 4, "max_bad_fraction": 0.01}
+    return raw
+
+
+def _encodable(column):
+    """The types tfx_bsl's encoder takes: bytes, float32, int64."""
+    import pyarrow as pa
+
+    if pa.types.is_string(column.type):
+        return column.cast(pa.binary())
+    if pa.types.is_floating(column.type):
+        return column.cast(pa.float32())
+    return column.cast(pa.int64()) if pa.types.is_boolean(column.type) else column
+
+
+def run_floor(csv_path: Path, out_dir: Path) -> dict:
+    """pyarrow CSV stream → C++ tf.Example encoder → gzip TFRecords, every column as read."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
+
+    from pipelines.columnar.job import ShardedTFRecordWriter
+    from pipelines.columnar.reader import BLOCK_BYTES
+
+    started = time.monotonic()
+    encoder, writer, rows = RecordBatchToExamplesEncoder(), ShardedTFRecordWriter(out_dir, 4), 0
+    reader = pacsv.open_csv(pa.input_stream(str(csv_path)), read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES))
+    for batch in reader:
+        offsets = pa.array(range(0, batch.num_rows + 1), pa.int32())
+        lists = [pa.ListArray.from_arrays(offsets, _encodable(column)) for column in batch.columns]
+        writer.write(encoder.encode(pa.RecordBatch.from_arrays(lists, batch.schema.names)))
+        rows += batch.num_rows
+    writer.close()
+    return {"rows": rows, "seconds": time.monotonic() - started}
+
+
+def run_engine(csv_path: Path, artifacts: Path, engine: str) -> dict:
+    from features.config import parse_config
+    from pipelines.preprocess import run_preprocess
+
+    config = parse_config(benchmark_config(csv_path, artifacts, engine))
+    started = time.monotonic()
+    manifest = run_preprocess(config, config.artifacts)
+    return {"rows": manifest["rows"]["read"], "seconds": time.monotonic() - started,
+            "train": manifest["rows"]["train"], "dead_letters": manifest["rows"]["dead_letter"]}
+
+
+def child(args):
+    """One contender in this process; prints its result as the last line of stdout."""
+    csv_path, work = Path(args.csv), Path(args.work)
+    if args.child == "floor":
+        result = run_floor(csv_path, work / "floor")
+    else:
+        result = run_engine(csv_path, work / args.child, args.child)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def _run_child(name: str, csv_path: Path, work: Path, profile: Path | None) -> dict:
+    command = [sys.executable]
+    if profile:
+        command += ["-m", "cProfile", "-o", str(profile / f"{name}.prof")]
+    command += [__file__, "--child", name, "--csv", str(csv_path), "--work", str(work)]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if done.returncode:
+        raise RuntimeError(f"{name} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _ratio(result: dict) -> str:
+    return "-" if result["ratio_to_floor"] is None else f"{result['ratio_to_floor']:.2f}"
+
+
+def _table(results: list[dict]) -> str:
+    lines = ["| rows | contender | seconds | rows/s | ratio to floor | peak RSS (MB) |",
+             "|---:|---|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['input_rows']:,} | {r['contender']} | {r['seconds']:.1f} | {r['rows_per_second']:,.0f} "
+                     f"| {_ratio(r)} | {r['peak_rss_mb']:,.0f} |")
+    return "\n".join(lines)
+
+
+def _plot(results: list[dict], path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(10, 4))
+    for contender in dict.fromkeys(r["contender"] for r in results):
+        points = [r for r in results if r["contender"] == contender]
+        rows = [r["input_rows"] for r in points]
+        time_axis.plot(rows, [r["seconds"] for r in points], "o-", label=contender)
+        memory_axis.plot(rows, [r["peak_rss_mb"] for r in points], "o-", label=contender)
+    for axis, label in ((time_axis, "seconds"), (memory_axis, "peak RSS (MB)")):
+        axis.set_xscale("log")
+        if axis is time_axis:
+            axis.set_yscale("log")
+        else:
+            axis.set_ylim(bottom=0)
+        axis.set_xlabel("input rows")
+        axis.set_ylabel(label)
+        axis.legend()
+    fig.suptitle("Preprocessing time and peak memory against rows")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="100000", help="comma-separated row counts (default 100000)")
+    parser.add_argument("--engines", default="floor,beam,columnar")
+    parser.add_argument("--profile", type=Path,
+                        help="write a cProfile of each contender to this folder (results files are left alone)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--csv", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+    results = []
+    for rows in [int(n) for n in args.rows.split(",")]:
+        with tempfile.TemporaryDirectory(prefix="preprocessing-bench-") as work:
+            work = Path(work)
+            csv_path = work / "logs.csv"
+            print(f"building {rows:,} rows ...", flush=True)
+            build_dataset(rows, csv_path)
+            floor = None
+            for name in args.engines.split(","):
+                print(f"  {name} ...", flush=True)
+                if args.profile:
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                result = _run_child(name, csv_path, work, args.profile)
+                floor = result if name == "floor" else floor
+                result.update(contender=name, input_rows=rows, rows_per_second=result["rows"] / result["seconds"])
+                result["ratio_to_floor"] = (result["rows_per_second"] / floor["rows_per_second"]) if floor else None
+                print(f"    {result['rows_per_second']:,.0f} rows/s, ratio {_ratio(result)}, "
+                      f"peak {result['peak_rss_mb']:,.0f} MB", flush=True)
+                results.append(result)
+    table = _table(results)
+    print(table)
+    if args.profile:  # profiled timings are not results
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    growth = len({r["input_rows"] for r in results}) > 1
+    stem = RESULTS / ("preprocessing_growth" if growth else "preprocessing")
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(
+        "# Preprocessing against the floor\n\n`python benchmarks/preprocessing.py "
+        f"--rows {args.rows} --engines {args.engines}`, one run, 41-column CSV, 0.1% bad rows.\n\n{table}\n")
+    if growth:
+        _plot(results, stem.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Column-at-a-time row validation: a batch of text columns → typed valid rows + dead letters.
+
+The vectorised checks only decide *which* rows are bad; each bad row is then
+re-validated by the reference `RowValidator`, so its dead letter (reason, field,
+message) is exactly what the Beam path writes. A row the vector checks reject
+but the reference accepts is a bug here and stops the job.
+
+Numbers in the common decimal form are parsed by Arrow; anything else (``1_000``,
+``inf``, garbage) goes through Python's `float`, as the reference does, so both
+accept and reject the same text.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.config import Column, Config
+from features.schema import transform_input_columns
+from pipelines.columnar.reader import MalformedLine
+from pipelines.validation import WRONG_COLUMN_COUNT, DeadLetter, RowError, RowValidator
+
+_DECIMAL = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+
+
+@dataclasses.dataclass
+class ValidBatch:
+    """Typed columns of the rows that passed (only the columns the transform reads)."""
+
+    table: pa.Table
+    keys: list  # the split key of each valid row, typed as the reference types it
+
+
+def _parse_numbers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """float64 values and a mask of unparseable text (trimmed input, as the reference strips)."""
+    decimal = pc.match_substring_regex(text, _DECIMAL).to_numpy(zero_copy_only=False)
+    values = pc.cast(pc.if_else(decimal, text, "0"), pa.float64()).to_numpy(zero_copy_only=False, writable=True)
+    unparseable = np.zeros(len(text), bool)
+    for index in np.flatnonzero(~decimal):
+        try:
+            values[index] = float(text[index].as_py())
+        except ValueError:
+            unparseable[index] = True
+    return values, unparseable
+
+
+def _with_default(column: Column, text: pa.Array, missing: np.ndarray) -> pa.Array:
+    default = "" if column.default is None else str(column.default)
+    return pc.if_else(pa.array(missing), default, text) if missing.any() else text
+
+
+def _numeric(column: Column, text: pa.Array, missing: np.ndarray):
+    values, bad = _parse_numbers(pc.utf8_trim_whitespace(_with_default(column, text, missing)))
+    bad |= ~np.isfinite(values)
+    if column.type == "int":
+        whole = np.where(bad, 0.0, values)
+        bad |= np.floor(whole) != whole
+        return pa.array(np.where(bad, 0, whole).astype(np.int64)), bad
+    return pa.array(np.where(bad, 0.0, values)), bad  # float64 until the table: split keys hash it
+
+
+def _string_list(column: Column, text: pa.Array, missing: np.ndarray):
+    text = _with_default(column, text, missing)
+    empty = pc.equal(text, "").to_numpy(zero_copy_only=False)
+    split = pc.split_pattern(text, column.separator)
+    items = pc.list_flatten(split)
+    parents = pc.list_parent_indices(split).to_numpy()
+    keep = ~empty[parents]
+    items, parents = items.filter(pa.array(keep)), parents[keep]
+    counts = np.bincount(parents, minlength=len(text))
+    blank = pc.equal(pc.utf8_trim_whitespace(items), "").to_numpy(zero_copy_only=False)
+    bad = (np.bincount(parents[blank], minlength=len(text)) > 0) | (counts > column.max_items)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), items), bad
+
+
+def _typed_column(column: Column, text: pa.Array):
+    """(typed array, bad-row mask) for one text column, applying the column's default."""
+    missing = pc.equal(pc.utf8_trim_whitespace(text), "").to_numpy(zero_copy_only=False)
+    bad = missing.copy() if column.required else np.zeros(len(text), bool)
+    if column.type in ("int", "float"):
+        typed, invalid = _numeric(column, text, missing)
+    elif column.type == "string_list":
+        typed, invalid = _string_list(column, text, missing)
+    else:
+        typed, invalid = _with_default(column, text, missing), np.zeros(len(text), bool)
+    return typed, bad | invalid
+
+
+def _as_float32(values: pa.Array) -> pa.Array:
+    # tf.Transform reads float columns as float32 (features/schema.py).
+    return values.cast(pa.float32()) if pa.types.is_float64(values.type) else values
+
+
+def _text(batch: pa.RecordBatch, name: str) -> pa.Array:
+    """The column's text; an optional column the file lacks reads as empty (its default applies)."""
+    if name in batch.schema.names:
+        return batch.column(name)
+    return pa.array([""] * batch.num_rows, pa.string())
+
+
+def _csv_line(values: list[str]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(values)
+    return out.getvalue()
+
+
+class ColumnarValidator:
+    """Validates record batches of text columns against the config, like `RowValidator` does rows."""
+
+    def __init__(self, config: Config):
+        self._reference = RowValidator(config)
+        self._keep = transform_input_columns(config)
+        checked = list(self._keep)
+        if config.split.key not in checked:
+            checked.append(config.split.key)
+        self._columns = [config.column(name) for name in checked]
+        self._split_key = config.split.key
+        self._binary_labels = [t.label for t in config.tasks if t.type == "binary"]
+        self._funnel = [(t.label, config.task(t.sample_space).label)
+                        for t in config.tasks if t.sample_space and t.type == "binary"]
+
+    def __call__(self, batch: pa.RecordBatch) -> tuple[ValidBatch, list[dict]]:
+        """The batch's valid rows, typed, and the dead letters (JSON dicts) of the others."""
+        typed, bad = {}, np.zeros(batch.num_rows, bool)
+        for column in self._columns:
+            typed[column.name], column_bad = _typed_column(column, _text(batch, column.name))
+            bad |= column_bad
+        for label in self._binary_labels:
+            bad |= ~np.isin(typed[label].to_numpy(), (0, 1))
+        for label, space_label in self._funnel:
+            bad |= (typed[label].to_numpy() != 0) & (typed[space_label].to_numpy() == 0)
+        letters = [self._dead_letter(batch, index) for index in np.flatnonzero(bad)]
+        good = pa.array(~bad)
+        table = pa.table({name: _as_float32(typed[name]) for name in self._keep}).filter(good)
+        keys = typed[self._split_key].filter(good).to_pylist()
+        return ValidBatch(table, keys), letters
+
+    def _dead_letter(self, batch: pa.RecordBatch, index: int) -> dict:
+        fields = {name: batch.column(name)[index].as_py() for name in batch.schema.names}
+        try:
+            self._reference(fields)
+        except RowError as err:
+            return DeadLetter(err.reason, err.field, err.message, _csv_line(list(fields.values()))).to_json_dict()
+        raise AssertionError(f"columnar validation rejected a row the reference accepts: {fields}")
+
+
+def malformed_letter(line: MalformedLine) -> dict:
+    """The dead letter of a line with the wrong number of fields, worded as `parse_csv_line` words it."""
+    return DeadLetter(WRONG_COLUMN_COUNT, None,
+                      f"expected {line.expected} comma-separated values, got {line.fields}",
+                      line.text).to_json_dict()
