@@ -12,10 +12,8 @@ says whether parsing, the transform graph or the model dominates.
 from __future__ import annotations
 
 import argparse
-import collections
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -23,59 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tensorflow as tf  # noqa: E402
-from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
-
-def op_durations(logdir: str | Path) -> list[tuple[str, str, float]]:
-    """(op name, op type, microseconds) for every TF op executed on the host in the trace under `logdir`."""
-    spaces = sorted(Path(logdir).rglob("*.xplane.pb"))
-    if not spaces:
-        raise FileNotFoundError(f"no *.xplane.pb under {logdir}: was the profiler running?")
-    events = []
-    for path in spaces:
-        space = xplane_pb2.XSpace.FromString(path.read_bytes())
-        for plane in space.planes:
-            if plane.name != "/host:CPU":
-                continue
-            metadata = plane.event_metadata
-            for line in plane.lines:
-                if line.name != "TensorFlow Ops" and "tf_Compute" not in line.name and "tf_" not in line.name:
-                    continue
-                for event in line.events:
-                    name = metadata[event.metadata_id].name
-                    # TF op events are named "<op name>:<op type>".
-                    op_name, _, op_type = name.rpartition(":")
-                    if op_name and "::" not in name:  # not the executor's own ExecutorState::Process spans
-                        events.append((op_name, op_type, event.duration_ps / 1e6))
-    return events
-
-
-def summarise(events: list[tuple[str, str, float]], calls: int, top: int = 15) -> str:
-    """The top op types and scopes by total time, in microseconds per call."""
-    by_type, by_scope, counts = collections.Counter(), collections.Counter(), collections.Counter()
-    for op_name, op_type, micros in events:
-        by_type[op_type] += micros
-        counts[op_type] += 1
-        by_scope["/".join(op_name.split("/")[:2])] += micros
-    total = sum(by_type.values())
-    lines = [f"{len(events) / calls:.0f} ops and {total / calls:.0f} µs of op time per call", "", "by op type:"]
-    lines += [f"  {micros / calls:9.1f} µs  {micros / total:5.1%}  {counts[name] / calls:6.1f}×  {name}"
-              for name, micros in by_type.most_common(top)]
-    lines += ["", "by scope:"]
-    lines += [f"  {micros / calls:9.1f} µs  {micros / total:5.1%}  {name}" for name, micros in by_scope.most_common(top)]
-    return "\n".join(lines)
-
-
-def profile_signature(signature, examples: list[bytes], calls: int, logdir: str | Path | None = None) -> str:
-    batch = tf.constant(examples, dtype=tf.string)
-    for _ in range(10):
-        signature(examples=batch)
-    logdir = str(logdir or tempfile.mkdtemp(prefix="serving-profile-"))
-    tf.profiler.experimental.start(logdir)
-    for _ in range(calls):
-        signature(examples=batch)
-    tf.profiler.experimental.stop()
-    return summarise(op_durations(logdir), calls)
+from serving.profiling import profile_signature  # noqa: E402
 
 
 def main():

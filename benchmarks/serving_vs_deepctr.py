@@ -55,6 +55,7 @@ from pipelines.validation import RowValidator  # noqa: E402
 from recsys.data import make_dataset, split_files, transformed_feature_spec  # noqa: E402
 from recsys.training import load_trained_ranker, train  # noqa: E402
 from serving.export import export_model  # noqa: E402
+from serving.profiling import profile_signature  # noqa: E402
 from serving.scoring import ExportedModel  # noqa: E402
 
 CANDIDATES = (1, 10, 100, 1000)
@@ -112,19 +113,22 @@ def _percentiles(timings: list[float]) -> dict:
             "calls": len(timings)}
 
 
-def measure_latency(scorers: dict, examples: list[bytes], counts, repeats: int, warmup: int = 20) -> dict:
-    """count → scorer → p50/p99 ms, calling the scorers in turn (A, B, A, B, ...) so load hits both alike."""
+def measure_latency(callers: dict, counts, repeats: int, warmup: int = 20) -> dict:
+    """count → name → p50/p99 ms, calling in turn (A, B, A, B, ...) so the machine's load hits all alike.
+
+    `callers[name](count)` returns a no-argument function that makes one call with `count` candidates.
+    """
     results = {}
     for count in counts:
-        batch = tf.constant(examples[:count], dtype=tf.string)
-        timings = {name: [] for name in scorers}
+        calls = {name: make(count) for name, make in callers.items()}
+        timings = {name: [] for name in calls}
         for _ in range(warmup):
-            for score in scorers.values():
-                score(batch)
+            for call in calls.values():
+                call()
         for _ in range(repeats):
-            for name, score in scorers.items():
+            for name, call in calls.items():
                 started = time.perf_counter()
-                score(batch)
+                call()
                 timings[name].append((time.perf_counter() - started) * 1000)
         results[count] = {name: _percentiles(t) for name, t in timings.items()}
         print(f"  {count:>5} candidates: " + ", ".join(
@@ -145,6 +149,26 @@ def measure_throughput(predictors: dict, rounds: int) -> dict:
                    "seconds": s} for name, s in seconds.items()}
 
 
+def _signature_caller(signature, examples: list[bytes]):
+    def make(count: int):
+        batch = tf.constant(examples[:count], dtype=tf.string)
+        return lambda: signature(examples=batch)
+
+    return make
+
+
+def _model_caller(model, arrays: dict, names: list[str], expand: bool):
+    """The Keras model alone on already transformed tensors (in a tf.function): what serving costs beyond it."""
+    forward = tf.function(lambda features: model(features, training=False))
+
+    def make(count: int):
+        features = {n: tf.constant(arrays[n][:count].reshape(count, -1) if expand else arrays[n][:count])
+                    for n in names}
+        return lambda: forward(features)
+
+    return make
+
+
 def _tiled(arrays: dict, rows: int) -> dict:
     return {name: np.resize(values, (rows,) + values.shape[1:]) for name, values in arrays.items()}
 
@@ -159,7 +183,7 @@ def _batched_signature(signature, examples: list[bytes], batch_size: int):
     return run
 
 
-def _markdown(setup: str, latency: dict, throughput: dict) -> str:
+def _markdown(setup: str, latency: dict, throughput: dict, profiles: dict) -> str:
     lines = [f"# Serving: our exported MMoE against DeepCTR's MMoE\n\n{setup}\n",
              "## Latency of one `serving_default` call (raw tf.Examples in, tf.Transform inside)\n",
              "| candidates | ours p50 ms | ours p99 ms | DeepCTR p50 ms | DeepCTR p99 ms | p99 ours / DeepCTR |",
@@ -168,12 +192,21 @@ def _markdown(setup: str, latency: dict, throughput: dict) -> str:
         ours, theirs = by_model["ours"], by_model["deepctr"]
         lines.append(f"| {count} | {ours['p50_ms']:.2f} | {ours['p99_ms']:.2f} | {theirs['p50_ms']:.2f} | "
                      f"{theirs['p99_ms']:.2f} | {ours['p99_ms'] / theirs['p99_ms']:.2f}× |")
+    lines += ["", "## The Keras model alone (transformed tensors in, in a tf.function)\n",
+              "| candidates | ours p50 ms | ours p99 ms | DeepCTR p50 ms | DeepCTR p99 ms | p99 ours / DeepCTR |",
+              "|---|---|---|---|---|---|"]
+    for count, by_model in latency.items():
+        ours, theirs = by_model["ours_model"], by_model["deepctr_model"]
+        lines.append(f"| {count} | {ours['p50_ms']:.2f} | {ours['p99_ms']:.2f} | {theirs['p50_ms']:.2f} | "
+                     f"{theirs['p99_ms']:.2f} | {ours['p99_ms'] / theirs['p99_ms']:.2f}× |")
     lines += ["", "## Batch prediction throughput\n", "| path | rows/s | ours / DeepCTR |", "|---|---|---|"]
     for kind in ("model", "serving"):
         ours, theirs = throughput[f"ours_{kind}"], throughput[f"deepctr_{kind}"]
         ratio = ours["rows_per_second"] / theirs["rows_per_second"]
         lines.append(f"| {kind}: ours | {ours['rows_per_second']:,.0f} | {ratio:.2f}× |")
         lines.append(f"| {kind}: DeepCTR | {theirs['rows_per_second']:,.0f} | |")
+    for name, profile in profiles.items():
+        lines += ["", f"## Profile of one `serving_default` call, 100 candidates: {name}\n", "```", profile, "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -207,12 +240,19 @@ def main():
     deepctr_dir = _export_deepctr(deepctr, config, names, workdir / "deepctr_serving" / "1")
     theirs = tf.saved_model.load(str(deepctr_dir))
     theirs_signature = theirs.signatures["serving_default"]
-    ours_signature = ours._signature
+    ours_signature = ours.signature
 
     print("latency (interleaved)", flush=True)
-    latency = measure_latency({"ours": lambda batch: ours_signature(examples=batch),
-                               "deepctr": lambda batch: theirs_signature(examples=batch)},
-                              examples, CANDIDATES, args.repeats)
+    latency = measure_latency({"ours": _signature_caller(ours_signature, examples),
+                               "deepctr": _signature_caller(theirs_signature, examples),
+                               "ours_model": _model_caller(ranker, eval_data, names, expand=False),
+                               "deepctr_model": _model_caller(deepctr, eval_data, names, expand=True)},
+                              CANDIDATES, args.repeats)
+    print("profiles of one serving call (100 candidates)", flush=True)
+    profiles = {"ours": profile_signature(ours_signature, examples[:100], 50),
+                "deepctr": profile_signature(theirs_signature, examples[:100], 50)}
+    for name, profile in profiles.items():
+        print(f"{name}:\n{profile}", flush=True)
 
     print("batch throughput (interleaved)", flush=True)
     arrays = _tiled({n: eval_data[n] for n in names}, args.predict_rows)
@@ -236,9 +276,10 @@ def main():
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(
-        {"setup": setup, "latency": {str(k): v for k, v in latency.items()}, "throughput": throughput},
+        {"setup": setup, "latency": {str(k): v for k, v in latency.items()}, "throughput": throughput,
+         "profiles": profiles},
         indent=2) + "\n")
-    out.with_suffix(".md").write_text(_markdown(setup, latency, throughput))
+    out.with_suffix(".md").write_text(_markdown(setup, latency, throughput, profiles))
     print(out.with_suffix(".md").read_text())
 
 
