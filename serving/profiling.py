@@ -42,21 +42,22 @@ def op_durations(logdir: str | Path) -> list[tuple[str, str, float]]:
 
 def summarise(events: list[tuple[str, str, float]], calls: int, top: int = 15) -> str:
     """The top op types and scopes by total time, in microseconds per call."""
-    by_type, by_scope, counts = collections.Counter(), collections.Counter(), collections.Counter()
-    for op_name, op_type, micros in events:
+    by_type, counts = collections.Counter(), collections.Counter()
+    for _, op_type, micros in events:
         by_type[op_type] += micros
         counts[op_type] += 1
-        by_scope["/".join(op_name.split("/")[:2])] += micros
+    by_scope = time_by_scope(events, calls)
     total = sum(by_type.values())
     lines = [f"{len(events) / calls:.0f} ops and {total / calls:.0f} µs of op time per call", "", "by op type:"]
     lines += [f"  {micros / calls:9.1f} µs  {micros / total:5.1%}  {counts[name] / calls:6.1f}×  {name}"
               for name, micros in by_type.most_common(top)]
     lines += ["", "by scope:"]
-    lines += [f"  {micros / calls:9.1f} µs  {micros / total:5.1%}  {name}" for name, micros in by_scope.most_common(top)]
+    lines += [f"  {micros:9.1f} µs  {micros * calls / total:5.1%}  {name}" for name, micros in list(by_scope.items())[:top]]
     return "\n".join(lines)
 
 
-def profile_signature(signature, examples: list[bytes], calls: int, logdir: str | Path | None = None) -> str:
+def trace_signature(signature, examples: list[bytes], calls: int, logdir: str | Path | None = None) -> list:
+    """The op events (see `op_durations`) of `calls` traced calls of a `serving_default`-like signature, after warm-up."""
     batch = tf.constant(examples, dtype=tf.string)
     for _ in range(10):
         signature(examples=batch)
@@ -65,4 +66,17 @@ def profile_signature(signature, examples: list[bytes], calls: int, logdir: str 
     for _ in range(calls):
         signature(examples=batch)
     tf.profiler.experimental.stop()
-    return summarise(op_durations(logdir), calls)
+    return op_durations(logdir)
+
+
+def time_by_scope(events: list[tuple[str, str, float]], calls: int, depth: int = 2) -> dict[str, float]:
+    """Microseconds of op time per call under each name scope (its first `depth` parts)."""
+    totals = collections.Counter()
+    for op_name, _, micros in events:
+        totals["/".join(op_name.split("/")[:depth])] += micros / calls
+    return dict(totals.most_common())
+
+
+def profile_signature(signature, examples: list[bytes], calls: int, logdir: str | Path | None = None) -> str:
+    """`summarise` of a trace of the signature (see `trace_signature`)."""
+    return summarise(trace_signature(signature, examples, calls, logdir), calls)

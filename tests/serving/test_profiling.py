@@ -1,7 +1,7 @@
 """The serving profile finds the parse, the transform graph and the ranker in a real trace of the export."""
 import pytest
 
-from serving.profiling import op_durations, profile_signature, summarise
+from serving.profiling import op_durations, profile_signature, summarise, time_by_scope
 
 
 def test_a_trace_of_serving_default_splits_parsing_transform_and_model(served_config, in_process, sample_rows,
@@ -27,5 +27,6 @@ def test_summaries_are_per_call_and_a_missing_trace_is_named(tmp_path):
     assert summary.splitlines()[0] == "2 ops and 250 µs of op time per call"
     assert "    150.0 µs  60.0%     0.5×  ParseExampleV2" in summary
     assert "    100.0 µs  40.0%  call/ranker" in summary
+    assert time_by_scope(events, calls=2) == {"call/ParseExample": 150.0, "call/ranker": 100.0}
     with pytest.raises(FileNotFoundError, match="no \\*.xplane.pb under"):
         op_durations(tmp_path)
