@@ -64,7 +64,7 @@ CANDIDATES = (1, 10, 100, 1000)
 
 
 class DeepCtrServing(tf.Module):
-    """DeepCTR's Keras model behind the same signature as ours: raw tf.Examples → parse → tf.Transform → scores."""
+    """DeepCTR's Keras model behind our signature: raw tf.Examples → parse → tf.Transform → scores."""
 
     def __init__(self, model: tf.keras.Model, transform_output: tft.TFTransformOutput, raw_spec: dict,
                  input_names: list[str]):

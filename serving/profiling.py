@@ -52,12 +52,13 @@ def summarise(events: list[tuple[str, str, float]], calls: int, top: int = 15) -
     lines += [f"  {micros / calls:9.1f} µs  {micros / total:5.1%}  {counts[name] / calls:6.1f}×  {name}"
               for name, micros in by_type.most_common(top)]
     lines += ["", "by scope:"]
-    lines += [f"  {micros:9.1f} µs  {micros * calls / total:5.1%}  {name}" for name, micros in list(by_scope.items())[:top]]
+    lines += [f"  {micros:9.1f} µs  {micros * calls / total:5.1%}  {name}"
+              for name, micros in list(by_scope.items())[:top]]
     return "\n".join(lines)
 
 
 def trace_signature(signature, examples: list[bytes], calls: int, logdir: str | Path | None = None) -> list:
-    """The op events (see `op_durations`) of `calls` traced calls of a `serving_default`-like signature, after warm-up."""
+    """The op events (see `op_durations`) of `calls` traced calls of a signature taking `examples`, after warm-up."""
     batch = tf.constant(examples, dtype=tf.string)
     for _ in range(10):
         signature(examples=batch)
