@@ -24,6 +24,11 @@ class ExportedModel:
         self._saved_model = tf.saved_model.load(str(version_dir))  # keeps the signature's variables alive
         self._signature = self._saved_model.signatures["serving_default"]
 
+    @property
+    def signature(self):
+        """The loaded `serving_default` concrete function (examples → scores), for timing and profiling."""
+        return self._signature
+
     def score(self, examples: list[bytes]) -> dict[str, np.ndarray]:
         outputs = self._signature(examples=tf.constant(examples, dtype=tf.string))
         return {name: value.numpy() for name, value in outputs.items()}
