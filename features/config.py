@@ -125,6 +125,8 @@ class TrainingConfig(_Section):
     model_dir: str | None = None  # default <artifacts_dir>/model; several models can share one dataset
     loss_balancing: Literal["fixed", "uncertainty", "pcgrad"] = "fixed"
     metrics_on_train: bool = False  # AUC on every training batch costs throughput; eval always has them
+    # tf.distribute strategy (recsys/distribution.py); auto: from TF_CONFIG and the local GPUs
+    distribution: Literal["auto", "mirrored", "multi_worker", "parameter_server"] = "auto"
 
 
 class InputConfig(_Section):

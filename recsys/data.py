@@ -1,6 +1,7 @@
 """tf.data input over the pipeline's transformed, gzip-compressed TFRecord shards."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import tensorflow as tf
@@ -42,3 +43,34 @@ def make_dataset(files: list[str], feature_spec: dict, batch_size: int, shuffle:
     dataset = dataset.map(lambda records: tf.io.parse_example(records, feature_spec),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch: a function of the config's seed and the epoch number only."""
+    return (seed * 1_000_003 + epoch) % (2**31 - 1)
+
+
+def training_epochs(files: list[str], feature_spec: dict, batch_size: int, seed: int, shuffle_buffer: int,
+                    first_epoch: int, epochs: int) -> tf.data.Dataset:
+    """Shuffled training batches for epochs `first_epoch` .. `epochs - 1`, one after another.
+
+    Each epoch's order depends on (seed, epoch) alone, not on how many epochs
+    this process has already iterated, so a run resumed at epoch k sees the
+    batches an uninterrupted run sees at epoch k. Feed it to `fit` with
+    `steps_per_epoch` = ceil(rows / batch_size).
+    """
+    per_epoch = [make_dataset(files, feature_spec, batch_size, shuffle=True, seed=epoch_seed(seed, epoch),
+                              shuffle_buffer=shuffle_buffer) for epoch in range(first_epoch, epochs)]
+    return functools.reduce(tf.data.Dataset.concatenate, per_epoch)
+
+
+def shard_by_element(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Under multi-worker training, splits each global batch across workers instead of splitting files.
+
+    File sharding would give each worker different shards (and, with fewer
+    shards than workers, none); element sharding keeps every global batch what
+    a single process would train on, so results match one-worker training.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)

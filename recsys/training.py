@@ -1,21 +1,36 @@
 """Training a ranker on the pipeline's artifacts: checkpoints, early stopping, TensorBoard.
 
 Reproducible with the config's seed: Python, NumPy and TensorFlow are seeded,
-op determinism is on, and the input order is a function of the seed.
+op determinism is on, and each epoch's input order is a function of the seed
+and the epoch number only. That is what lets a killed run resume: the
+BackupAndRestore callback keeps the model and optimiser at every epoch end
+under `<model_dir>/backup`, and a restarted `recsys train` continues from the
+next epoch with the same data order an uninterrupted run would have seen.
+The backup is removed when training finishes.
+
+Under a distribution strategy (`training.distribution`, see recsys.distribution)
+the data is sharded by element, so the workers together see exactly the
+global batches one process would.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
+import shutil
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import tensorflow as tf
 
 from features.artifacts import Artifacts
 from features.config import Config
-from recsys.data import make_dataset, split_files, transformed_feature_spec
+from recsys.data import make_dataset, shard_by_element, split_files, training_epochs, transformed_feature_spec
+from recsys.distribution import is_chief, make_strategy, resolve_mode, serve_if_parameter_server_task
 from recsys.models.ranker import MultiTaskRanker, build_ranker
+from recsys.numerics import StopOnNonFiniteLoss
 
 _LOG = logging.getLogger(__name__)
 
@@ -34,10 +49,27 @@ class _TrainingClock(tf.keras.callbacks.Callback):
         self.seconds += time.monotonic() - self._started
 
 
+def _backup_dir(artifacts: Artifacts) -> Path:
+    return artifacts.model_dir / "backup"
+
+
+def resumed_epoch(backup_dir: Path) -> int:
+    """The first epoch (0-based) a run with this backup continues from; 0 without one.
+
+    Read from the BackupAndRestore checkpoint before training so the input can
+    start at that epoch's order; `fit` reads the same value when it restores.
+    """
+    latest = tf.train.latest_checkpoint(str(backup_dir / "chief"))
+    if latest is None:
+        return 0
+    return int(tf.train.load_variable(latest, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")) + 1
+
+
 def _callbacks(config: Config, artifacts: Artifacts, verbose: bool) -> list:
     monitor = config.training.monitor
     mode = "max" if monitor.endswith("auc") else "min"
     callbacks = [
+        StopOnNonFiniteLoss(config.output_names),
         tf.keras.callbacks.ModelCheckpoint(
             str(artifacts.model_dir / "checkpoints" / "epoch-{epoch:03d}"), save_weights_only=True,
             monitor=monitor, mode=mode),
@@ -45,44 +77,72 @@ def _callbacks(config: Config, artifacts: Artifacts, verbose: bool) -> list:
             monitor=monitor, mode=mode, patience=config.training.early_stopping_patience,
             restore_best_weights=True, verbose=int(verbose)),
         tf.keras.callbacks.TensorBoard(str(artifacts.model_dir / "logs"), update_freq="epoch"),
-        tf.keras.callbacks.TerminateOnNaN(),
+        # Last, so an epoch's backup is written only after every other callback accepted the epoch.
+        tf.keras.callbacks.BackupAndRestore(str(_backup_dir(artifacts))),
     ]
     return callbacks
+
+
+def _save_final_weights(ranker: MultiTaskRanker, artifacts: Artifacts, chief: bool):
+    """Every worker must save (variables may need a collective read); only the chief keeps its copy."""
+    if chief:
+        ranker.save_weights(str(artifacts.weights_path))
+        return
+    scratch = tempfile.mkdtemp(prefix="recsys-worker-weights-")
+    ranker.save_weights(str(Path(scratch) / "ranker"))
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def train(config: Config, verbose: bool = True) -> dict:
     """Trains the configured ranker, saves its best weights and returns a training summary.
 
     Progress: a live bar on a terminal, one line per epoch otherwise, nothing if not `verbose`.
+    On a parameter-server cluster's "worker" or "ps" task it serves until the job ends instead.
     """
+    training = config.training
+    if serve_if_parameter_server_task(training.distribution):
+        return {}
+    strategy = make_strategy(training.distribution)  # before any other TensorFlow work
     artifacts = Artifacts.of(config)
     manifest = artifacts.manifest()
     tf.keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     spec = transformed_feature_spec(artifacts.root)
-    training = config.training
-    train_data = make_dataset(split_files(artifacts.root, "train"), spec, training.batch_size,
-                              shuffle=True, seed=config.seed, shuffle_buffer=training.shuffle_buffer)
-    eval_data = make_dataset(split_files(artifacts.root, "eval"), spec, training.batch_size)
-    ranker = build_ranker(config, manifest["model_inputs"])
-    ranker.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
+    first_epoch = resumed_epoch(_backup_dir(artifacts))
+    if first_epoch:
+        _LOG.info("resuming from the backup in %s at epoch %d", _backup_dir(artifacts), first_epoch + 1)
+    steps_per_epoch = math.ceil(manifest["rows"]["train"] / training.batch_size)
+    train_data = shard_by_element(training_epochs(
+        split_files(artifacts.root, "train"), spec, training.batch_size, seed=config.seed,
+        shuffle_buffer=training.shuffle_buffer, first_epoch=first_epoch, epochs=training.epochs))
+    eval_data = shard_by_element(make_dataset(split_files(artifacts.root, "eval"), spec, training.batch_size))
+    if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
+        train_data = tf.keras.utils.experimental.DatasetCreator(lambda context, data=train_data: data)
+    with strategy.scope():
+        ranker = build_ranker(config, manifest["model_inputs"])
+        ranker.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
     clock = _TrainingClock()
     started = time.monotonic()
-    history = ranker.fit(train_data, validation_data=eval_data, epochs=training.epochs,
-                         callbacks=_callbacks(config, artifacts, verbose) + [clock],
+    history = ranker.fit(train_data, steps_per_epoch=steps_per_epoch, validation_data=eval_data,
+                         epochs=training.epochs, callbacks=_callbacks(config, artifacts, verbose) + [clock],
                          verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0)
     seconds = time.monotonic() - started
-    ranker.save_weights(str(artifacts.weights_path))
+    chief = is_chief(strategy)
+    _save_final_weights(ranker, artifacts, chief)
     epochs_run = len(history.history["loss"])
     summary = {
         "epochs_run": epochs_run,
+        "resumed_at_epoch": first_epoch + 1 if first_epoch else None,
+        "distribution": resolve_mode(training.distribution),
+        "replicas": strategy.num_replicas_in_sync,
         "seconds": round(seconds, 2),
-        "train_examples_per_second": round(manifest["rows"]["train"] * epochs_run / clock.seconds, 1),
+        "train_examples_per_second": round(manifest["rows"]["train"] * epochs_run / max(clock.seconds, 1e-9), 1),
         "history": {k: [float(v) for v in values] for k, values in history.history.items()},
     }
     if config.training.loss_balancing == "uncertainty":
         summary["learned_task_weights"] = ranker.learned_task_weights()
-    (artifacts.model_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if chief:
+        (artifacts.model_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
     _LOG.info("trained %d epochs in %.1fs (%.0f examples/s)", epochs_run, seconds,
               summary["train_examples_per_second"])
     return summary

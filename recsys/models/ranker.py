@@ -53,13 +53,29 @@ def objectives(tasks: list[dict], esmm: dict | None) -> list[Objective]:
 
 
 def _ranking_task(objective: Objective) -> tfrs.tasks.Ranking:
-    name = objective.output
+    """A task whose loss is per example: `_batch_mean` reduces it, the same way under any strategy.
+
+    Keras refuses its own batch-mean reduction inside a distribution strategy
+    outside `compile`, so the reduction is ours.
+    """
+    name, per_example = objective.output, tf.keras.losses.Reduction.NONE
     if objective.type == "binary":
-        return tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(),
+        return tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(reduction=per_example),
                                   metrics=[tf.keras.metrics.AUC(name=f"{name}_auc")], name=f"{name}_task")
-    return tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(),
+    return tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(reduction=per_example),
                               metrics=[tf.keras.metrics.RootMeanSquaredError(name=f"{name}_rmse")],
                               name=f"{name}_task")
+
+
+def _batch_mean(per_example_loss: tf.Tensor) -> tf.Tensor:
+    """Sum of the (sample-weighted) losses over the batch size; 0 for an empty batch.
+
+    Examples outside a task's sample space weigh 0 but still count in the
+    denominator, as Keras's SUM_OVER_BATCH_SIZE does. An uneven last batch can
+    leave a replica with no examples, hence no NaN from 0/0.
+    """
+    return tf.math.divide_no_nan(tf.reduce_sum(per_example_loss),
+                                 tf.cast(tf.size(per_example_loss), per_example_loss.dtype))
 
 
 def make_backbone(name: str, num_tasks: int, experts: dict, activation: str, dropout: float):
@@ -180,38 +196,58 @@ class MultiTaskRanker(tfrs.models.Model):
             if objective.log_space:
                 label, prediction = tf.math.log1p(label), tf.math.log1p(prediction)
             weight = features[objective.sample_space_label] if objective.sample_space_label else None
-            loss = self.ranking_tasks[objective.output](
+            loss = _batch_mean(self.ranking_tasks[objective.output](
                 labels=label[:, None], predictions=prediction[:, None], sample_weight=weight,
-                training=training, compute_metrics=self.metrics_on_train or not training)
+                training=training, compute_metrics=self.metrics_on_train or not training))
             self.loss_trackers[objective.output].update_state(loss)
             if objective.in_loss:
                 losses[objective.output] = objective.weight * loss
         return losses
 
     def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
-        losses = self.task_losses(features, training)
+        return self._combined(self.task_losses(features, training))
+
+    def _combined(self, losses: dict[str, tf.Tensor]) -> tf.Tensor:
         if self.loss_balancing == "uncertainty":
             return uncertainty_weighted(losses, self.log_variances)
         return tf.add_n(list(losses.values()))
 
     def train_step(self, inputs):
-        """TFRS's step, except under PCGrad, where each task's gradient is taken and projected apart."""
-        if self.loss_balancing != "pcgrad":
-            return super().train_step(inputs)
-        with tf.GradientTape(persistent=True) as tape:
+        """One optimiser step on the global batch, with or without a distribution strategy.
+
+        Each replica's losses are means over its part of the batch and the
+        optimiser sums gradients over replicas, so each replica differentiates
+        1/replicas of its loss (as Keras's `compile` losses do): the step equals
+        one on the whole batch. Regularisation, which every replica adds in
+        full, is scaled the same way. Under PCGrad the per-task gradients are
+        averaged over replicas before projecting, so conflicts are judged on
+        the global batch, not on each replica's slice.
+        """
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape(persistent=self.loss_balancing == "pcgrad") as tape:
             losses = self.task_losses(inputs, training=True)
+            loss = self._combined(losses)
             regularization = tf.add_n(self.losses) if self.losses else tf.constant(0.0)
+            replica_share = (loss + regularization) / replicas
         variables = self.trainable_variables  # after the forward pass, which creates them on first use
-        task_gradients = tf.stack([flatten_gradients(tape.gradient(loss, variables), variables)
-                                   for loss in losses.values()])
-        combined = pcgrad_combine(task_gradients)
-        combined += flatten_gradients(tape.gradient(regularization, variables), variables)
+        if self.loss_balancing == "pcgrad":
+            gradients = self._pcgrad_gradients(tape, losses, regularization, variables, replicas)
+        else:
+            gradients = tape.gradient(replica_share, variables)
         del tape
-        self.optimizer.apply_gradients(zip(unflatten_gradients(combined, variables), variables))
-        loss = tf.add_n(list(losses.values()))
+        self.optimizer.apply_gradients(zip(gradients, variables))
         metrics = {metric.name: metric.result() for metric in self.metrics}
         metrics.update(loss=loss, regularization_loss=regularization, total_loss=loss + regularization)
         return metrics
+
+    def _pcgrad_gradients(self, tape, losses: dict, regularization, variables: list, replicas: int) -> list:
+        task_gradients = tf.stack([flatten_gradients(tape.gradient(loss, variables), variables)
+                                   for loss in losses.values()])
+        task_gradients = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.MEAN, task_gradients)
+        combined = pcgrad_combine(task_gradients) / replicas
+        combined += flatten_gradients(tape.gradient(regularization, variables), variables) / replicas
+        return unflatten_gradients(combined, variables)
 
     def learned_task_weights(self) -> dict[str, float]:
         """Under uncertainty weighting, the effective weight 0.5·exp(-s_k) of each task's loss."""
