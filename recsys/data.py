@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from features.artifacts import Artifacts
+from features.errors import RecsysError
 
 
 def transformed_feature_spec(artifacts: Path) -> dict:
@@ -74,3 +76,36 @@ def shard_by_element(dataset: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
+
+
+class CorruptShardError(RecsysError, IOError):
+    """A TFRecord shard cannot be read; the message names the shard and where it breaks."""
+
+
+def _short(message: str) -> str:
+    """TensorFlow's error text without the op and function-node decorations."""
+    return re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\].*$", "", message).strip().rstrip("'").strip()
+
+
+def find_corrupt_shards(files: list[str]) -> list[str]:
+    """Each unreadable shard with about how many records it yields first; only run after a read failed.
+
+    TensorFlow's DataLossError does not say which file of an interleaved
+    dataset broke, so the failure path re-reads the shards one at a time.
+    """
+    problems = []
+    for path in files:
+        records = 0
+        try:
+            for batch in tf.data.TFRecordDataset(path, compression_type="GZIP").batch(1024):
+                records += int(tf.size(batch))
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+            problems.append(f"{path} (unreadable after about {records} records: {_short(err.message)})")
+    return problems
+
+
+def corrupt_shard_error(files: list[str], error: tf.errors.OpError) -> CorruptShardError:
+    """The error to raise when reading `files` failed with `error`, naming the broken shard(s)."""
+    broken = find_corrupt_shards(files)
+    where = "; ".join(broken) if broken else f"one of {len(files)} shards ({_short(error.message)})"
+    return CorruptShardError(f"corrupt TFRecord shard: {where}. Re-run `recsys preprocess` to rewrite the shards")

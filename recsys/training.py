@@ -27,7 +27,8 @@ import tensorflow as tf
 
 from features.artifacts import Artifacts
 from features.config import Config
-from recsys.data import make_dataset, shard_by_element, split_files, training_epochs, transformed_feature_spec
+from recsys.data import (corrupt_shard_error, make_dataset, shard_by_element, split_files, training_epochs,
+                         transformed_feature_spec)
 from recsys.distribution import is_chief, make_strategy, resolve_mode, serve_if_parameter_server_task
 from recsys.models.ranker import MultiTaskRanker, build_ranker
 from recsys.numerics import StopOnNonFiniteLoss
@@ -112,10 +113,11 @@ def train(config: Config, verbose: bool = True) -> dict:
     if first_epoch:
         _LOG.info("resuming from the backup in %s at epoch %d", _backup_dir(artifacts), first_epoch + 1)
     steps_per_epoch = math.ceil(manifest["rows"]["train"] / training.batch_size)
+    train_files, eval_files = split_files(artifacts.root, "train"), split_files(artifacts.root, "eval")
     train_data = shard_by_element(training_epochs(
-        split_files(artifacts.root, "train"), spec, training.batch_size, seed=config.seed,
+        train_files, spec, training.batch_size, seed=config.seed,
         shuffle_buffer=training.shuffle_buffer, first_epoch=first_epoch, epochs=training.epochs))
-    eval_data = shard_by_element(make_dataset(split_files(artifacts.root, "eval"), spec, training.batch_size))
+    eval_data = shard_by_element(make_dataset(eval_files, spec, training.batch_size))
     if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
         train_data = tf.keras.utils.experimental.DatasetCreator(lambda context, data=train_data: data)
     with strategy.scope():
@@ -123,9 +125,12 @@ def train(config: Config, verbose: bool = True) -> dict:
         ranker.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
     clock = _TrainingClock()
     started = time.monotonic()
-    history = ranker.fit(train_data, steps_per_epoch=steps_per_epoch, validation_data=eval_data,
-                         epochs=training.epochs, callbacks=_callbacks(config, artifacts, verbose) + [clock],
-                         verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0)
+    try:
+        history = ranker.fit(train_data, steps_per_epoch=steps_per_epoch, validation_data=eval_data,
+                             epochs=training.epochs, callbacks=_callbacks(config, artifacts, verbose) + [clock],
+                             verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0)
+    except tf.errors.DataLossError as err:
+        raise corrupt_shard_error(train_files + eval_files, err) from None
     seconds = time.monotonic() - started
     chief = is_chief(strategy)
     _save_final_weights(ranker, artifacts, chief)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import socket
 import uuid
 from pathlib import Path
 
@@ -62,12 +63,41 @@ def _retire_old_versions(model_dir: Path, keep: int):
         shutil.rmtree(doomed)
 
 
+def _staging_dir(model_dir: Path) -> Path:
+    """Hidden (TF Serving skips dot-names) and named after its exporter, so a dead one's can be found."""
+    return model_dir / f".staging-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_abandoned_staging(model_dir: Path):
+    """Deletes the staging directories that exporters on this host left when they were killed.
+
+    Staging of a live exporter, or of another host (whose processes we cannot
+    see on a shared filesystem), is left alone.
+    """
+    host = socket.gethostname()
+    for path in model_dir.glob(".staging-*"):
+        exporter = path.name[len(".staging-"):].rsplit("-", 2)
+        if len(exporter) == 3 and exporter[0] == host and exporter[1].isdigit() and not _is_running(int(exporter[1])):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def export_model(ranker: tf.keras.Model, config: Config, transform_dir: str | Path) -> Path:
     """Writes a new version of the served model and returns its directory."""
     model_dir = config.served_model_dir
     model_dir.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_staging(model_dir)
     module = ServingModule(ranker, tft.TFTransformOutput(str(transform_dir)), serving_feature_spec(config))
-    staging = model_dir / f".staging-{uuid.uuid4().hex}"
+    staging = _staging_dir(model_dir)
     try:
         tf.saved_model.save(module, str(staging), signatures={"serving_default": module.serve_examples})
         version_dir = _publish(staging, model_dir)

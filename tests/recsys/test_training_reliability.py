@@ -145,3 +145,19 @@ def test_a_non_finite_loss_stops_training_naming_the_epoch_batch_and_task(workdi
     path = _write_config(workdir, "diverging", learning_rate=1e30)
     with pytest.raises(NonFiniteLossError, match=r"training stopped at epoch \d+, batch \d+: task loss not finite: \w+ \((nan|inf)"):
         train(load_config(path), verbose=False)
+
+
+def test_a_corrupt_shard_fails_training_with_a_message_naming_it(workdir, tmp_path):
+    import shutil
+
+    from recsys.data import CorruptShardError
+    from recsys.training import train
+
+    copy = tmp_path / "artifacts"
+    shutil.copytree(workdir / "artifacts", copy)
+    shard = sorted((copy / "train").glob("*.tfrecord.gz"))[-1]
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])  # a shard cut short, as by a full disk or a killed copy
+    config = load_config(_write_config(workdir, "corrupt")).model_copy(update={"artifacts_dir": str(copy)})
+    with pytest.raises(CorruptShardError, match=f"corrupt TFRecord shard: {shard}.*unreadable after about"):
+        train(config, verbose=False)
