@@ -137,6 +137,12 @@ class MultiTaskRanker(tfrs.models.Model):
         self.ranking_tasks = {o.output: _ranking_task(o) for o in self.objectives}
         # Per-task losses are always logged; AUC/RMSE on training batches are costly, so off by default.
         self.loss_trackers = {o.output: tf.keras.metrics.Mean(name=f"{o.output}_loss") for o in self.objectives}
+        # Epoch means of the combined losses, as metrics: synchronised across replicas, and over the whole
+        # eval set rather than its last batch (early stopping monitors val_total_loss).
+        self.total_trackers = {name: tf.keras.metrics.Mean(name=name)
+                               for name in ("loss", "regularization_loss", "total_loss")}
+        # Every value a step returns is a synchronised metric, so Keras must not sum them over replicas.
+        self.distribute_reduction_method = "first"
         self.metrics_on_train = metrics_on_train
         self.loss_balancing = loss_balancing
         self.log_variances = {o.output: self.add_weight(name=f"{o.output}_log_variance", shape=(),
@@ -236,9 +242,17 @@ class MultiTaskRanker(tfrs.models.Model):
             gradients = tape.gradient(replica_share, variables)
         del tape
         self.optimizer.apply_gradients(zip(gradients, variables))
-        metrics = {metric.name: metric.result() for metric in self.metrics}
-        metrics.update(loss=loss, regularization_loss=regularization, total_loss=loss + regularization)
-        return metrics
+        return self._step_metrics(loss, regularization)
+
+    def test_step(self, inputs):
+        loss = self.compute_loss(inputs, training=False)
+        return self._step_metrics(loss, tf.add_n(self.losses) if self.losses else tf.constant(0.0))
+
+    def _step_metrics(self, loss: tf.Tensor, regularization: tf.Tensor) -> dict:
+        for name, value in (("loss", loss), ("regularization_loss", regularization),
+                            ("total_loss", loss + regularization)):
+            self.total_trackers[name].update_state(value)
+        return {metric.name: metric.result() for metric in self.metrics}
 
     def _pcgrad_gradients(self, tape, losses: dict, regularization, variables: list, replicas: int) -> list:
         task_gradients = tf.stack([flatten_gradients(tape.gradient(loss, variables), variables)

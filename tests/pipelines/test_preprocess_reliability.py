@@ -111,16 +111,15 @@ def test_rerun_on_two_worker_processes_gives_identical_artifacts_and_keeps_what_
     assert len(list(Artifacts(root).split_dir("train").glob("*.tfrecord.gz"))) == 3
 
 
-def _worker_view(_):
-    import tensorflow as tf
-
-    return f"{os.getpid()} {os.environ.get('TF_USE_LEGACY_KERAS')} {tf.keras.__version__.split('.')[0]}"
-
-
 def test_sdk_worker_processes_inherit_the_legacy_keras_switch(tmp_path):
+    def worker_view(_):  # nested, so it is pickled by value: workers cannot import this test module
+        import tensorflow as tf
+
+        return f"{os.getpid()} {os.environ.get('TF_USE_LEGACY_KERAS')} {tf.keras.__version__.split('.')[0]}"
+
     options = beam.options.pipeline_options.PipelineOptions(["--runner=FnApiRunner", *MULTI_PROCESS])
     with beam.Pipeline(options=options) as pipeline:
-        _ = (pipeline | beam.Create(range(4)) | beam.Map(_worker_view)
+        _ = (pipeline | beam.Create(range(4)) | beam.Map(worker_view)
              | beam.io.WriteToText(str(tmp_path / "views"), shard_name_template=""))
     views = (tmp_path / "views").read_text().split("\n")
     views = [v.split() for v in views if v]

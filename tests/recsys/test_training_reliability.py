@@ -21,7 +21,6 @@ from tests.conftest import SAMPLE_CONFIG
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS = 1200
 EPOCHS = 3
 
 # Runs `train` in a fresh process and SIGKILLs it right after epoch 1's backup is written.
@@ -43,16 +42,8 @@ training.train(load_config(sys.argv[1]), verbose=False)
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    from pipelines import synthetic
-    from pipelines.preprocess import run_preprocess
-
-    workdir = tmp_path_factory.mktemp("training")
-    synthetic.write(synthetic.SyntheticSpec(rows=ROWS, seed=5, num_users=100, num_items=80),
-                    str(workdir / "logs.csv"))
-    config = load_config(_write_config(workdir, "preprocess"))
-    run_preprocess(config, config.artifacts)
-    return workdir
+def workdir(small_artifacts):
+    return small_artifacts[0]
 
 
 def _write_config(workdir: Path, name: str, **training) -> Path:
