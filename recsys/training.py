@@ -94,6 +94,21 @@ def _save_final_weights(ranker: MultiTaskRanker, artifacts: Artifacts, chief: bo
     shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _inputs(config: Config, artifacts: Artifacts, strategy: tf.distribute.Strategy, first_epoch: int):
+    """(training batches from `first_epoch` on, eval batches), sharded by element across workers."""
+    training, spec = config.training, transformed_feature_spec(artifacts.root)
+
+    def train_input(context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        return shard_by_element(training_epochs(
+            split_files(artifacts.root, "train"), spec, training.batch_size, seed=config.seed,
+            shuffle_buffer=training.shuffle_buffer, first_epoch=first_epoch, epochs=training.epochs))
+
+    # Under ParameterServerStrategy each worker builds its own input from the function.
+    train_data = (tf.keras.utils.experimental.DatasetCreator(train_input)
+                  if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy) else train_input())
+    return train_data, shard_by_element(make_dataset(split_files(artifacts.root, "eval"), spec, training.batch_size))
+
+
 def train(config: Config, verbose: bool = True) -> dict:
     """Trains the configured ranker, saves its best weights and returns a training summary.
 
@@ -108,18 +123,11 @@ def train(config: Config, verbose: bool = True) -> dict:
     manifest = artifacts.manifest()
     tf.keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    spec = transformed_feature_spec(artifacts.root)
     first_epoch = resumed_epoch(_backup_dir(artifacts))
     if first_epoch:
         _LOG.info("resuming from the backup in %s at epoch %d", _backup_dir(artifacts), first_epoch + 1)
+    train_data, eval_data = _inputs(config, artifacts, strategy, first_epoch)
     steps_per_epoch = math.ceil(manifest["rows"]["train"] / training.batch_size)
-    train_files, eval_files = split_files(artifacts.root, "train"), split_files(artifacts.root, "eval")
-    train_data = shard_by_element(training_epochs(
-        train_files, spec, training.batch_size, seed=config.seed,
-        shuffle_buffer=training.shuffle_buffer, first_epoch=first_epoch, epochs=training.epochs))
-    eval_data = shard_by_element(make_dataset(eval_files, spec, training.batch_size))
-    if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
-        train_data = tf.keras.utils.experimental.DatasetCreator(lambda context, data=train_data: data)
     with strategy.scope():
         ranker = build_ranker(config, manifest["model_inputs"])
         ranker.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate))
@@ -130,7 +138,8 @@ def train(config: Config, verbose: bool = True) -> dict:
                              epochs=training.epochs, callbacks=_callbacks(config, artifacts, verbose) + [clock],
                              verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0)
     except tf.errors.DataLossError as err:
-        raise corrupt_shard_error(train_files + eval_files, err) from None
+        raise corrupt_shard_error(split_files(artifacts.root, "train") + split_files(artifacts.root, "eval"),
+                                  err) from None
     seconds = time.monotonic() - started
     chief = is_chief(strategy)
     _save_final_weights(ranker, artifacts, chief)
