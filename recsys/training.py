@@ -29,7 +29,8 @@ from features.artifacts import Artifacts
 from features.config import Config
 from recsys.data import (corrupt_shard_error, make_dataset, shard_by_element, split_files, training_epochs,
                          transformed_feature_spec)
-from recsys.distribution import is_chief, make_strategy, resolve_mode, serve_if_parameter_server_task
+from recsys.distribution import (DistributionError, is_chief, make_strategy, resolve_mode,
+                                 serve_if_parameter_server_task)
 from recsys.models.ranker import MultiTaskRanker, build_ranker
 from recsys.numerics import StopOnNonFiniteLoss
 
@@ -119,6 +120,12 @@ def train(config: Config, verbose: bool = True) -> dict:
     if serve_if_parameter_server_task(training.distribution):
         return {}
     strategy = make_strategy(training.distribution)  # before any other TensorFlow work
+    if training.loss_balancing != "fixed" and strategy.num_replicas_in_sync > 1:
+        # PCGrad's projections are not linear, so per-replica ones do not add up to the global one;
+        # uncertainty weighting fails TensorFlow's gradient all-reduce (mismatched shapes), not yet solved.
+        raise DistributionError(
+            f"training.loss_balancing: '{training.loss_balancing}' runs on one replica only, but "
+            f"training.distribution gives {strategy.num_replicas_in_sync}; use 'fixed'")
     artifacts = Artifacts.of(config)
     manifest = artifacts.manifest()
     tf.keras.utils.set_random_seed(config.seed)

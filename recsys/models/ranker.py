@@ -225,9 +225,8 @@ class MultiTaskRanker(tfrs.models.Model):
         optimiser sums gradients over replicas, so each replica differentiates
         1/replicas of its loss (as Keras's `compile` losses do): the step equals
         one on the whole batch. Regularisation, which every replica adds in
-        full, is scaled the same way. Under PCGrad the per-task gradients are
-        averaged over replicas before projecting, so conflicts are judged on
-        the global batch, not on each replica's slice.
+        full, is scaled the same way. PCGrad and uncertainty weighting run on
+        one replica only (the trainer refuses more; see recsys.training).
         """
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape(persistent=self.loss_balancing == "pcgrad") as tape:
@@ -237,7 +236,7 @@ class MultiTaskRanker(tfrs.models.Model):
             replica_share = (loss + regularization) / replicas
         variables = self.trainable_variables  # after the forward pass, which creates them on first use
         if self.loss_balancing == "pcgrad":
-            gradients = self._pcgrad_gradients(tape, losses, regularization, variables, replicas)
+            gradients = self._pcgrad_gradients(tape, losses, regularization, variables)
         else:
             gradients = tape.gradient(replica_share, variables)
         del tape
@@ -254,13 +253,11 @@ class MultiTaskRanker(tfrs.models.Model):
             self.total_trackers[name].update_state(value)
         return {metric.name: metric.result() for metric in self.metrics}
 
-    def _pcgrad_gradients(self, tape, losses: dict, regularization, variables: list, replicas: int) -> list:
+    def _pcgrad_gradients(self, tape, losses: dict, regularization, variables: list) -> list:
         task_gradients = tf.stack([flatten_gradients(tape.gradient(loss, variables), variables)
                                    for loss in losses.values()])
-        task_gradients = tf.distribute.get_replica_context().all_reduce(
-            tf.distribute.ReduceOp.MEAN, task_gradients)
-        combined = pcgrad_combine(task_gradients) / replicas
-        combined += flatten_gradients(tape.gradient(regularization, variables), variables) / replicas
+        combined = pcgrad_combine(task_gradients)
+        combined += flatten_gradients(tape.gradient(regularization, variables), variables)
         return unflatten_gradients(combined, variables)
 
     def learned_task_weights(self) -> dict[str, float]:
