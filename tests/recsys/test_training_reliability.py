@@ -126,7 +126,7 @@ def test_two_workers_on_loopback_match_single_process_training(workdir, referenc
     # rounding; over three epochs on 1k rows the rounding grows a little.
     for key in ("total_loss", "ctr_loss", "val_total_loss", "val_ctr_auc"):
         got, expected = summary["history"][key], reference[1]["history"][key]
-        np.testing.assert_allclose(got[0], expected[0], rtol=1e-3, err_msg=key)
+        np.testing.assert_allclose(got[0], expected[0], rtol=3e-3, err_msg=key)
         np.testing.assert_allclose(got, expected, rtol=1e-2, err_msg=key)
     # Adam divides by the root of tiny second moments for rarely seen embedding rows, which
     # magnifies that rounding in a few weights, so weights are compared more loosely.
