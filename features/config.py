@@ -138,6 +138,8 @@ class TrainingConfig(_Section):
     # Parse the training split once and keep it in memory, reshuffling every row
     # each epoch; for data that fits in RAM (otherwise shards stream from disk).
     in_memory: bool = False
+    # tf.distribute strategy (recsys/distribution.py); auto: from TF_CONFIG and the local GPUs
+    distribution: Literal["auto", "mirrored", "multi_worker", "parameter_server"] = "auto"
 
 
 class InputConfig(_Section):

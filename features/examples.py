@@ -1,24 +1,76 @@
-"""Raw rows as serialized `tf.Example`s, the request format of the served model."""
+"""Raw rows as serialized `tf.Example`s, the request format of the served model.
+
+A value that cannot be encoded as its column's type (a word in an int column,
+a NaN, an integer beyond int64) is an ExampleError naming the column, never a
+silently wrong feature: a float truncated to an int or a string split into
+characters would be scored without complaint and skew every prediction.
+A missing value (absent or None) is left out, so serving applies the column's
+default, or reports the required feature as missing.
+"""
 from __future__ import annotations
+
+import math
 
 import tensorflow as tf
 
-from features.config import Config
+from features.config import Column, Config
+from features.errors import RecsysError
 
 
-def _feature(column_type: str, value) -> tf.train.Feature:
-    if column_type == "int":
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-    if column_type == "float":
-        return tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
-    items = value if column_type == "string_list" else [value]
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(v).encode("utf-8") for v in items]))
+class ExampleError(RecsysError, ValueError):
+    """A request value that does not fit its column; the message names the column and the value."""
+
+
+def _as_int(value) -> int:
+    if isinstance(value, (bool, int)):
+        return int(value)
+    number = float(value.strip() if isinstance(value, str) else value)
+    if not math.isfinite(number) or number != int(number):
+        raise ValueError("not a whole number")
+    return int(number)
+
+
+FLOAT32_MAX = 3.4028234663852886e38  # tf.Example floats are float32; beyond this they become inf
+
+
+def _as_float(value) -> float:
+    number = float(value.strip() if isinstance(value, str) else value)
+    if not math.isfinite(number):
+        raise ValueError("not finite")
+    if abs(number) > FLOAT32_MAX:
+        raise ValueError("beyond the float32 range")
+    return number
+
+
+def _items(column: Column, value) -> list:
+    if isinstance(value, str):
+        return value.split(column.separator) if value else []
+    if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
+        return list(value.tolist() if hasattr(value, "tolist") else value)
+    raise ValueError(f"expected a list or a '{column.separator}'-separated string")
+
+
+def _feature(column: Column, value) -> tf.train.Feature:
+    if column.type == "int":
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[_as_int(value)]))
+    if column.type == "float":
+        return tf.train.Feature(float_list=tf.train.FloatList(value=[_as_float(value)]))
+    items = _items(column, value) if column.type == "string_list" else [value]
+    encoded = [item if isinstance(item, bytes) else str(item).encode("utf-8") for item in items]
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=encoded))
 
 
 def to_example(config: Config, row: dict, columns: list[str] | None = None) -> bytes:
-    """Serializes a typed row's `columns`; by default its feature columns only, as at serving time."""
-    features = {name: _feature(config.column(name).type, row[name])
-                for name in (columns or config.feature_columns) if name in row}
+    """Serializes a row's `columns`; by default its feature columns only, as at serving time."""
+    features = {}
+    for name in columns or config.feature_columns:
+        if row.get(name) is None:
+            continue
+        column = config.column(name)
+        try:
+            features[name] = _feature(column, row[name])
+        except (TypeError, ValueError, OverflowError) as err:
+            raise ExampleError(f"column '{name}' ({column.type}): cannot encode {row[name]!r}: {err}") from None
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 

@@ -44,15 +44,32 @@ def _parquet_columns(path: str) -> list[str]:
         return pq.ParquetFile(handle).schema_arrow.names
 
 
+def _has_rows(path: str, input_format: str) -> bool:
+    if input_format == "parquet":
+        with FileSystems.open(path) as handle:
+            return pq.ParquetFile(handle).metadata.num_rows > 0
+    header_and_first_row = _first_lines(path, 2).split("\n", 1)
+    return len(header_and_first_row) == 2 and bool(header_and_first_row[1].strip())
+
+
+def _check_not_empty(files: list[str], input_format: str):
+    """An input with a header but no rows would fail deep inside tf.Transform's analyzers; say so now."""
+    if not any(_has_rows(path, input_format) for path in files):  # stops at the first file with data
+        raise InputError(f"input.path: {len(files)} file(s) matched but none has a data row "
+                         f"(first: '{files[0]}')")
+
+
 def input_columns(config: Config) -> list[str]:
     """The columns of the input's first file, checked against the config."""
-    first = _matched_files(config.input.path)[0]
+    files = _matched_files(config.input.path)
+    first = files[0]
     columns = _parquet_columns(first) if config.input_format == "parquet" else _csv_header(first)
     needed = [c.name for c in config.columns if c.required]
     missing = [name for name in needed if name not in columns]
     if missing:
         raise InputError(f"input '{first}': required column(s) {', '.join(missing)} are missing "
                          f"(found: {', '.join(columns)})")
+    _check_not_empty(files, config.input_format)
     return columns
 
 

@@ -19,6 +19,7 @@ UNPARSEABLE_LINE = "unparseable_line"
 MISSING_REQUIRED = "missing_required"
 INVALID_INT = "invalid_int"
 INVALID_FLOAT = "invalid_float"
+INVALID_TEXT = "invalid_text"
 NOT_FINITE = "not_finite"
 MALFORMED_LIST = "malformed_list"
 TOO_MANY_ITEMS = "too_many_items"
@@ -61,7 +62,7 @@ def _jsonable(value):
 def parse_csv_line(line: str, header: list[str]) -> dict[str, str]:
     """Splits one CSV line into a {column: text} row, or raises RowError."""
     try:
-        fields = next(csv.reader([line]))
+        fields = next(csv.reader([line], strict=True))  # an unbalanced quote is an error, not a guess
     except (csv.Error, StopIteration) as err:
         raise RowError(UNPARSEABLE_LINE, None, f"line is not valid CSV: {err}") from None
     if len(fields) != len(header):
@@ -74,11 +75,20 @@ def _is_missing(value) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
 
+INT64_RANGE = (-(2**63), 2**63 - 1)
+
+
+def _in_int64_range(column: Column, number: int) -> int:
+    if not INT64_RANGE[0] <= number <= INT64_RANGE[1]:
+        raise RowError(INVALID_INT, column.name, f"column '{column.name}': {number} is outside the int64 range")
+    return number
+
+
 def _parse_int(column: Column, value) -> int:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
-        return value
+        return _in_int64_range(column, value)
     try:
         number = float(value) if not isinstance(value, str) else float(value.strip())
     except (TypeError, ValueError):
@@ -89,7 +99,7 @@ def _parse_int(column: Column, value) -> int:
     if number != int(number):
         raise RowError(INVALID_INT, column.name,
                        f"column '{column.name}': expected an integer, got {value!r}")
-    return int(number)
+    return _in_int64_range(column, int(number))
 
 
 def _parse_float(column: Column, value) -> float:
@@ -107,7 +117,7 @@ def _parse_list(column: Column, value) -> list[str]:
     if isinstance(value, str):
         items = value.split(column.separator) if value != "" else []
     elif isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
-        items = [str(item) for item in (value.tolist() if hasattr(value, "tolist") else value)]
+        items = [_parse_text(column, item) for item in (value.tolist() if hasattr(value, "tolist") else value)]
     else:
         raise RowError(MALFORMED_LIST, column.name,
                        f"column '{column.name}': expected '{column.separator}'-separated values, got {value!r}")
@@ -134,7 +144,16 @@ def parse_value(column: Column, value):
         return _parse_float(column, value)
     if column.type == "string_list":
         return _parse_list(column, value)
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    return _parse_text(column, value)
+
+
+def _parse_text(column: Column, value) -> str:
+    if not isinstance(value, bytes):
+        return str(value)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RowError(INVALID_TEXT, column.name, f"column '{column.name}': not UTF-8 text ({err})") from None
 
 
 class RowValidator:

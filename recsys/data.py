@@ -1,12 +1,15 @@
 """tf.data input over the pipeline's transformed, gzip-compressed TFRecord shards."""
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from features.artifacts import Artifacts
+from features.errors import RecsysError
 
 
 def transformed_feature_spec(artifacts: Path) -> dict:
@@ -54,24 +57,25 @@ def make_dataset(files: list[str], feature_spec: dict, batch_size: int, shuffle:
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def in_memory_dataset(files: list[str], feature_spec: dict, batch_size: int, seed: int = 0,
-                      drop_remainder: bool = False) -> tf.data.Dataset:
-    """The split parsed once into columns held in memory, served in a fresh random order every epoch.
+def in_memory_epochs(files: list[str], feature_spec: dict, batch_size: int, seed: int, first_epoch: int,
+                     epochs: int, drop_remainder: bool = False) -> tf.data.Dataset:
+    """`training_epochs` from columns parsed once and held in memory, each epoch in a fresh random order.
 
     For data that fits in RAM this takes parsing and decompression out of every
-    epoch after loading, and shuffles over all rows rather than a buffer. Each
-    batch is one gather per column from the in-memory tensors.
+    epoch, and shuffles over all rows rather than a buffer. Each batch is one
+    gather per column from the in-memory tensors; as with streamed shards, an
+    epoch's order depends on (seed, epoch) alone.
     """
     batches = list(make_dataset(files, feature_spec, batch_size=8192))
     columns = {name: tf.concat([batch[name] for batch in batches], axis=0) for name in batches[0]}
     rows = int(next(iter(columns.values())).shape[0])
-    order = (tf.data.Dataset.range(rows).shuffle(rows, seed=seed, reshuffle_each_iteration=True)
-             .batch(batch_size, drop_remainder=drop_remainder))
+    orders = [tf.data.Dataset.range(rows).shuffle(rows, seed=epoch_seed(seed, epoch))
+              .batch(batch_size, drop_remainder=drop_remainder) for epoch in range(first_epoch, epochs)]
     stored = tf.data.Dataset.from_tensors(columns).repeat()
-    dataset = tf.data.Dataset.zip((order, stored)).map(
+    dataset = tf.data.Dataset.zip((functools.reduce(tf.data.Dataset.concatenate, orders), stored)).map(
         lambda indices, data: {name: tf.gather(values, indices) for name, values in data.items()},
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return with_known_steps(dataset.prefetch(tf.data.AUTOTUNE), rows, batch_size, drop_remainder)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def make_item_dataset(files: list[str], feature_spec: dict, batch_size: int, seed: int = 0,
@@ -92,3 +96,68 @@ def with_item_batches(dataset: tf.data.Dataset, items: tf.data.Dataset, key: str
     """Each batch of `dataset` carries one batch of `items` under `key`; ends when `dataset` does."""
     merged = tf.data.Dataset.zip((dataset, items)).map(lambda batch, item_batch: {**batch, key: item_batch})
     return merged.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch: a function of the config's seed and the epoch number only."""
+    return (seed * 1_000_003 + epoch) % (2**31 - 1)
+
+
+def training_epochs(files: list[str], feature_spec: dict, batch_size: int, seed: int, shuffle_buffer: int,
+                    first_epoch: int, epochs: int, drop_remainder: bool = False) -> tf.data.Dataset:
+    """Shuffled training batches for epochs `first_epoch` .. `epochs - 1`, one after another.
+
+    Each epoch's order depends on (seed, epoch) alone, not on how many epochs
+    this process has already iterated, so a run resumed at epoch k sees the
+    batches an uninterrupted run sees at epoch k. Feed it to `fit` with
+    `steps_per_epoch` = ceil(rows / batch_size) (rows // batch_size with `drop_remainder`).
+    """
+    per_epoch = [make_dataset(files, feature_spec, batch_size, shuffle=True, seed=epoch_seed(seed, epoch),
+                              shuffle_buffer=shuffle_buffer, drop_remainder=drop_remainder)
+                 for epoch in range(first_epoch, epochs)]
+    return functools.reduce(tf.data.Dataset.concatenate, per_epoch)
+
+
+def shard_by_element(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Under multi-worker training, splits each global batch across workers instead of splitting files.
+
+    File sharding would give each worker different shards (and, with fewer
+    shards than workers, none); element sharding keeps every global batch what
+    a single process would train on, so results match one-worker training.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+class CorruptShardError(RecsysError, IOError):
+    """A TFRecord shard cannot be read; the message names the shard and where it breaks."""
+
+
+def _short(message: str) -> str:
+    """TensorFlow's error text without the op and function-node decorations."""
+    return re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\].*$", "", message).strip().rstrip("'").strip()
+
+
+def find_corrupt_shards(files: list[str]) -> list[str]:
+    """Each unreadable shard with about how many records it yields first; only run after a read failed.
+
+    TensorFlow's DataLossError does not say which file of an interleaved
+    dataset broke, so the failure path re-reads the shards one at a time.
+    """
+    problems = []
+    for path in files:
+        records = 0
+        try:
+            for batch in tf.data.TFRecordDataset(path, compression_type="GZIP").batch(1024):
+                records += int(tf.size(batch))
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+            problems.append(f"{path} (unreadable after about {records} records: {_short(err.message)})")
+    return problems
+
+
+def corrupt_shard_error(files: list[str], error: tf.errors.OpError) -> CorruptShardError:
+    """The error to raise when reading `files` failed with `error`, naming the broken shard(s)."""
+    broken = find_corrupt_shards(files)
+    where = "; ".join(broken) if broken else f"one of {len(files)} shards ({_short(error.message)})"
+    return CorruptShardError(f"corrupt TFRecord shard: {where}. Re-run `recsys preprocess` to rewrite the shards")

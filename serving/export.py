@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import shutil
+import socket
 import uuid
 from pathlib import Path
 
@@ -74,6 +75,34 @@ def _retire_old_versions(model_dir: Path, keep: int, pinned: frozenset[int] = fr
         shutil.rmtree(doomed)
 
 
+def _staging_dir(model_dir: Path) -> Path:
+    """Hidden (TF Serving skips dot-names) and named after its exporter, so a dead one's can be found."""
+    return model_dir / f".staging-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_abandoned_staging(model_dir: Path):
+    """Deletes the staging directories that exporters on this host left when they were killed.
+
+    Staging of a live exporter, or of another host (whose processes we cannot
+    see on a shared filesystem), is left alone.
+    """
+    host = socket.gethostname()
+    for path in model_dir.glob(".staging-*"):
+        exporter = path.name[len(".staging-"):].rsplit("-", 2)
+        if len(exporter) == 3 and exporter[0] == host and exporter[1].isdigit() and not _is_running(int(exporter[1])):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def export_model(ranker: tf.keras.Model, config: Config, transform_dir: str | Path,
                  warmup_examples: list[bytes] | None = None) -> Path:
     """Writes a new version of the served model and returns its directory.
@@ -84,8 +113,9 @@ def export_model(ranker: tf.keras.Model, config: Config, transform_dir: str | Pa
     """
     model_dir = config.served_model_dir
     model_dir.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_staging(model_dir)
     module = ServingModule(ranker, tft.TFTransformOutput(str(transform_dir)), serving_feature_spec(config))
-    staging = model_dir / f".staging-{uuid.uuid4().hex}"
+    staging = _staging_dir(model_dir)
     try:
         tf.saved_model.save(module, str(staging), signatures=signatures.build_signatures(module, config))
         signatures.write_method_names(staging, signatures.signature_methods(config))

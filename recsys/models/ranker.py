@@ -54,13 +54,29 @@ def objectives(tasks: list[dict], esmm: dict | None) -> list[Objective]:
 
 
 def _ranking_task(objective: Objective) -> tfrs.tasks.Ranking:
-    name = objective.output
+    """A task whose loss is per example: `_batch_mean` reduces it, the same way under any strategy.
+
+    Keras refuses its own batch-mean reduction inside a distribution strategy
+    outside `compile`, so the reduction is ours.
+    """
+    name, per_example = objective.output, tf.keras.losses.Reduction.NONE
     if objective.type == "binary":
-        return tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(),
+        return tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(reduction=per_example),
                                   metrics=[tf.keras.metrics.AUC(name=f"{name}_auc")], name=f"{name}_task")
-    return tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(),
+    return tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(reduction=per_example),
                               metrics=[tf.keras.metrics.RootMeanSquaredError(name=f"{name}_rmse")],
                               name=f"{name}_task")
+
+
+def _batch_mean(per_example_loss: tf.Tensor) -> tf.Tensor:
+    """Sum of the (sample-weighted) losses over the batch size; 0 for an empty batch.
+
+    Examples outside a task's sample space weigh 0 but still count in the
+    denominator, as Keras's SUM_OVER_BATCH_SIZE does. An uneven last batch can
+    leave a replica with no examples, hence no NaN from 0/0.
+    """
+    return tf.math.divide_no_nan(tf.reduce_sum(per_example_loss),
+                                 tf.cast(tf.size(per_example_loss), per_example_loss.dtype))
 
 
 def make_backbone(name: str, num_tasks: int, experts: dict, activation: str, dropout: float):
@@ -126,12 +142,18 @@ class MultiTaskRanker(tfrs.models.Model):
         self.ranking_tasks = {o.output: _ranking_task(o) for o in self.objectives}
         # Per-task losses are always logged; AUC/RMSE on training batches are costly, so off by default.
         self.loss_trackers = {o.output: tf.keras.metrics.Mean(name=f"{o.output}_loss") for o in self.objectives}
+        # Epoch means of the combined losses, as metrics: synchronised across replicas, and over the whole
+        # eval set rather than its last batch (early stopping monitors val_total_loss).
+        self.total_trackers = {name: tf.keras.metrics.Mean(name=name)
+                               for name in ("loss", "regularization_loss", "total_loss")}
+        # Every value a step returns is a synchronised metric, so Keras must not sum them over replicas.
+        self.distribute_reduction_method = "first"
         self.metrics_on_train = metrics_on_train
         self.dense_update_max_rows = dense_update_max_rows
         # Only the optimiser step is XLA-compiled: evaluation batches of odd sizes
         # would each cost a compilation, and they are cheap without it.
-        step = self._pcgrad_step if loss_balancing == "pcgrad" else self._combined_loss_step
-        self._optimizer_step = tf.function(step, jit_compile=True) if jit_compile else step
+        self._optimizer_step = (tf.function(self._gradient_step, jit_compile=True) if jit_compile
+                                else self._gradient_step)
         self.loss_balancing = loss_balancing
         self.log_variances = {o.output: self.add_weight(name=f"{o.output}_log_variance", shape=(),
                                                         initializer="zeros")
@@ -192,9 +214,9 @@ class MultiTaskRanker(tfrs.models.Model):
             if objective.log_space:
                 label, prediction = tf.math.log1p(label), tf.math.log1p(prediction)
             weight = features[objective.sample_space_label] if objective.sample_space_label else None
-            loss = self.ranking_tasks[objective.output](
+            loss = _batch_mean(self.ranking_tasks[objective.output](
                 labels=label[:, None], predictions=prediction[:, None], sample_weight=weight,
-                training=training, compute_metrics=self.metrics_on_train or not training)
+                training=training, compute_metrics=self.metrics_on_train or not training))
             self.loss_trackers[objective.output].update_state(loss)
             if objective.in_loss:
                 losses[objective.output] = objective.weight * loss
@@ -214,44 +236,66 @@ class MultiTaskRanker(tfrs.models.Model):
         return {"ssl": task.alpha * loss} if training else {}
 
     def compute_loss(self, features: dict, training: bool = False) -> tf.Tensor:
-        losses = self.task_losses(features, training)
-        ranking = (uncertainty_weighted(losses, self.log_variances) if self.loss_balancing == "uncertainty"
-                   else tf.add_n(list(losses.values())))
-        return tf.add_n([ranking, *self.auxiliary_losses(features, training).values()])
+        return tf.add_n([self._combined(self.task_losses(features, training)),
+                         *self.auxiliary_losses(features, training).values()])
+
+    def _combined(self, losses: dict[str, tf.Tensor]) -> tf.Tensor:
+        if self.loss_balancing == "uncertainty":
+            return uncertainty_weighted(losses, self.log_variances)
+        return tf.add_n(list(losses.values()))
 
     def train_step(self, inputs):
-        """One optimiser step on the combined loss, or under PCGrad on per-task gradients projected apart.
+        """One optimiser step on the global batch, with or without a distribution strategy.
 
-        With `jit_compile` the step is XLA-compiled; call `optimizer.build(trainable_variables)`
-        first, since an XLA function cannot create the optimiser's slot variables.
+        With `jit_compile` the gradient step is XLA-compiled; call
+        `optimizer.build(trainable_variables)` first, since an XLA function
+        cannot create the optimiser's slot variables.
         """
         loss, regularization = self._optimizer_step(inputs)
-        metrics = {metric.name: metric.result() for metric in self.metrics}
-        metrics.update(loss=loss, regularization_loss=regularization, total_loss=loss + regularization)
-        return metrics
+        return self._step_metrics(loss, regularization)
 
-    def _combined_loss_step(self, inputs) -> tuple[tf.Tensor, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            loss = self.compute_loss(inputs, training=True)
+    def _gradient_step(self, inputs) -> tuple[tf.Tensor, tf.Tensor]:
+        """Gradients of the combined loss (or PCGrad's projection of per-task ones), applied.
+
+        Each replica's losses are means over its part of the batch and the
+        optimiser sums gradients over replicas, so each replica differentiates
+        1/replicas of its loss (as Keras's `compile` losses do): the step equals
+        one on the whole batch. Regularisation, which every replica adds in
+        full, is scaled the same way. PCGrad and uncertainty weighting run on
+        one replica only (the trainer refuses more; see recsys.training).
+        """
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape(persistent=self.loss_balancing == "pcgrad") as tape:
+            losses = self.task_losses(inputs, training=True)
+            auxiliary = self.auxiliary_losses(inputs, training=True)
+            loss = tf.add_n([self._combined(losses), *auxiliary.values()])
             regularization = tf.add_n(self.losses) if self.losses else tf.constant(0.0)
-            total = loss + regularization
+            replica_share = (loss + regularization) / replicas
         variables = self.trainable_variables  # after the forward pass, which creates them on first use
-        gradients = self._densified(tape.gradient(total, variables), variables)
+        if self.loss_balancing == "pcgrad":
+            gradients = self._pcgrad_gradients(tape, {**losses, **auxiliary}, regularization, variables)
+        else:
+            gradients = self._densified(tape.gradient(replica_share, variables), variables)
+        del tape
         self.optimizer.apply_gradients(zip(gradients, variables))
         return loss, regularization
 
-    def _pcgrad_step(self, inputs) -> tuple[tf.Tensor, tf.Tensor]:
-        with tf.GradientTape(persistent=True) as tape:
-            losses = {**self.task_losses(inputs, training=True), **self.auxiliary_losses(inputs, training=True)}
-            regularization = tf.add_n(self.losses) if self.losses else tf.constant(0.0)
-        variables = self.trainable_variables
+    def test_step(self, inputs):
+        loss = self.compute_loss(inputs, training=False)
+        return self._step_metrics(loss, tf.add_n(self.losses) if self.losses else tf.constant(0.0))
+
+    def _step_metrics(self, loss: tf.Tensor, regularization: tf.Tensor) -> dict:
+        for name, value in (("loss", loss), ("regularization_loss", regularization),
+                            ("total_loss", loss + regularization)):
+            self.total_trackers[name].update_state(value)
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def _pcgrad_gradients(self, tape, losses: dict, regularization, variables: list) -> list:
         task_gradients = tf.stack([flatten_gradients(tape.gradient(loss, variables), variables)
                                    for loss in losses.values()])
         combined = pcgrad_combine(task_gradients)
         combined += flatten_gradients(tape.gradient(regularization, variables), variables)
-        del tape
-        self.optimizer.apply_gradients(zip(unflatten_gradients(combined, variables), variables))
-        return tf.add_n(list(losses.values())), regularization
+        return unflatten_gradients(combined, variables)
 
     def _densified(self, gradients: list, variables: list) -> list:
         """Sparse embedding gradients of small tables made dense (see `dense_update_max_rows`).

@@ -59,3 +59,17 @@ def test_missing_required_column_and_missing_input_fail_before_the_job(raw_confi
         run_preprocess(_config(raw_config, narrow, tmp_path / "a"), tmp_path / "a")
     with pytest.raises(InputError, match="no file matches"):
         run_preprocess(_config(raw_config, tmp_path / "none-*.csv", tmp_path / "b"), tmp_path / "b")
+
+
+def test_an_empty_input_fails_before_the_job_naming_the_file(raw_config, tmp_path):
+    header = ",".join(c["name"] for c in raw_config["columns"])
+    (tmp_path / "header_only.csv").write_text(header + "\n")
+    (tmp_path / "blank.csv").write_text("")
+    with pytest.raises(InputError, match="1 file\\(s\\) matched but none has a data row"):
+        run_preprocess(_config(raw_config, tmp_path / "header_only.csv", tmp_path / "a"), tmp_path / "a")
+    with pytest.raises(InputError, match="blank.csv' is empty"):
+        run_preprocess(_config(raw_config, tmp_path / "blank.csv", tmp_path / "b"), tmp_path / "b")
+    frame = next(synthetic.iter_chunks(synthetic.SyntheticSpec(rows=10, seed=3))).head(0)
+    frame.to_parquet(tmp_path / "empty.parquet")
+    with pytest.raises(InputError, match="none has a data row"):
+        run_preprocess(_config(raw_config, tmp_path / "empty.parquet", tmp_path / "c"), tmp_path / "c")

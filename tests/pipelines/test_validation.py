@@ -1,4 +1,8 @@
+import math
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipelines import validation as v
 from pipelines.validation import RowError, RowValidator, parse_csv_line
@@ -74,3 +78,60 @@ def test_parquet_style_typed_values_are_accepted(config, good_row):
 def test_dead_letters_serialise_the_raw_row():
     letter = v.DeadLetter(v.NOT_FINITE, "x", "bad", {"x": float("nan"), "y": b"z"})
     assert letter.to_json_dict()["row"] == {"x": "nan", "y": "z"}
+
+
+@pytest.mark.parametrize("line", ['imp1,"unclosed,1', '"a"b,c,d'])
+def test_unbalanced_quotes_are_unparseable_not_guessed(line):
+    with pytest.raises(RowError) as caught:
+        parse_csv_line(line, ["x", "y", "z"])
+    assert caught.value.reason == v.UNPARSEABLE_LINE
+
+
+def test_an_optional_column_absent_from_the_input_takes_its_default(config, good_row):
+    del good_row["user_age"], good_row["hist_cart_items"]
+    row = RowValidator(config)(good_row)
+    assert row["user_age"] == 0 and row["hist_cart_items"] == []
+
+
+REASONS = {value for name, value in vars(v).items() if name.isupper() and isinstance(value, str)}
+ANY_VALUE = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.sampled_from(["0", "1", "2.0", "1e3", " 7 ", "nan", "-inf", "a|b", "a||b", ""]),
+    st.lists(st.text(max_size=4), max_size=3), st.binary(max_size=4))
+PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_TYPES = {"int": int, "float": float, "string": str, "string_list": list}
+
+
+@PROPERTY
+@given(data=st.data())
+def test_any_row_validates_into_typed_values_or_yields_a_reason(config, data):
+    raw = {c.name: data.draw(ANY_VALUE, label=c.name) for c in config.columns}
+    try:
+        row = RowValidator(config)(raw)
+    except RowError as err:
+        assert err.reason in REASONS and (err.field is None or err.field in raw) and err.message
+        return
+    for name, value in row.items():
+        assert isinstance(value, _TYPES[config.column(name).type]), (name, value)
+        if isinstance(value, float):
+            assert math.isfinite(value)
+
+
+@PROPERTY
+@given(line=st.text(max_size=40))
+def test_any_line_parses_into_its_columns_or_yields_a_reason(line):
+    try:
+        fields = parse_csv_line(line, ["x", "y", "z"])
+    except RowError as err:
+        assert err.reason in (v.UNPARSEABLE_LINE, v.WRONG_COLUMN_COUNT)
+        return
+    assert list(fields) == ["x", "y", "z"]
+
+
+def test_bytes_are_decoded_and_bad_bytes_and_huge_ints_are_named(config, good_row):
+    good_row.update(user_id=b"u1", item_tags=[b"t1", "t2"])
+    row = RowValidator(config)(good_row)
+    assert row["user_id"] == "u1" and row["item_tags"] == ["t1", "t2"]
+    assert _reason(config, dict(good_row, user_id=b"\x80"))[:2] == (v.INVALID_TEXT, "user_id")
+    assert _reason(config, dict(good_row, hour=2**64))[:2] == (v.INVALID_INT, "hour")
