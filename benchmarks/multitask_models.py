@@ -1,6 +1,6 @@
 """Every multi-task model on the same generated data, against DeepCTR's MMoE and PLE, in one run.
 
-    python benchmarks/multitask_models.py --rows 200000 --epochs 2
+    python benchmarks/multitask_models.py --rows 150000 --epochs 3
 
 Writes benchmarks/results/multitask_models.{md,json}: per model the CTR AUC,
 CVR AUC on clicked impressions, CTCVR AUC, training examples/second (training
