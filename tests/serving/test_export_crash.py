@@ -31,6 +31,7 @@ raw = yaml.safe_load(open(sys.argv[1]))
 raw["export"]["base_path"] = sys.argv[2]
 export.ServingModule = lambda *args: type("Module", (), {"serve_examples": None})()
 export.tft.TFTransformOutput = lambda path: None
+export.signatures.build_signatures = lambda module, config: {}
 tf.saved_model.save = save_half_and_die
 export.export_model(None, parse_config(raw), "unused")
 """
@@ -53,6 +54,8 @@ def test_a_killed_export_leaves_no_version_and_the_next_export_removes_its_stagi
 
     monkeypatch.setattr(export, "ServingModule", lambda *args: type("Module", (), {"serve_examples": None})())
     monkeypatch.setattr(export.tft, "TFTransformOutput", lambda path: None)
+    monkeypatch.setattr(export.signatures, "build_signatures", lambda module, config: {})
+    monkeypatch.setattr(export.signatures, "write_method_names", lambda staging, methods: None)
     monkeypatch.setattr(export.tf.saved_model, "save",
                         lambda module, path, signatures=None: Path(path).mkdir() or Path(path, "saved_model.pb")
                         .write_bytes(b"a whole model"))
