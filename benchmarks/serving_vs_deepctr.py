@@ -192,22 +192,23 @@ def _batched_signature(signature, examples: list[bytes], batch_size: int):
     return run
 
 
+def _latency_rows(latency: dict, ours_key: str, theirs_key: str) -> list[str]:
+    """A p50/p99 table by candidate count, ours against DeepCTR's."""
+    rows = ["| candidates | ours p50 ms | ours p99 ms | DeepCTR p50 ms | DeepCTR p99 ms | p99 ours / DeepCTR |",
+            "|---|---|---|---|---|---|"]
+    for count, by_model in latency.items():
+        ours, theirs = by_model[ours_key], by_model[theirs_key]
+        rows.append(f"| {count} | {ours['p50_ms']:.2f} | {ours['p99_ms']:.2f} | {theirs['p50_ms']:.2f} | "
+                    f"{theirs['p99_ms']:.2f} | {ours['p99_ms'] / theirs['p99_ms']:.2f}× |")
+    return rows
+
+
 def _markdown(setup: str, latency: dict, throughput: dict, profiles: dict, shared: float) -> str:
     lines = [f"# Serving: our exported MMoE against DeepCTR's MMoE\n\n{setup}\n",
              "## Latency of one `serving_default` call (raw tf.Examples in, tf.Transform inside)\n",
-             "| candidates | ours p50 ms | ours p99 ms | DeepCTR p50 ms | DeepCTR p99 ms | p99 ours / DeepCTR |",
-             "|---|---|---|---|---|---|"]
-    for count, by_model in latency.items():
-        ours, theirs = by_model["ours"], by_model["deepctr"]
-        lines.append(f"| {count} | {ours['p50_ms']:.2f} | {ours['p99_ms']:.2f} | {theirs['p50_ms']:.2f} | "
-                     f"{theirs['p99_ms']:.2f} | {ours['p99_ms'] / theirs['p99_ms']:.2f}× |")
-    lines += ["", "## The Keras model alone (transformed tensors in, in a tf.function)\n",
-              "| candidates | ours p50 ms | ours p99 ms | DeepCTR p50 ms | DeepCTR p99 ms | p99 ours / DeepCTR |",
-              "|---|---|---|---|---|---|"]
-    for count, by_model in latency.items():
-        ours, theirs = by_model["ours_model"], by_model["deepctr_model"]
-        lines.append(f"| {count} | {ours['p50_ms']:.2f} | {ours['p99_ms']:.2f} | {theirs['p50_ms']:.2f} | "
-                     f"{theirs['p99_ms']:.2f} | {ours['p99_ms'] / theirs['p99_ms']:.2f}× |")
+             *_latency_rows(latency, "ours", "deepctr"),
+             "", "## The Keras model alone (transformed tensors in, in a tf.function)\n",
+             *_latency_rows(latency, "ours_model", "deepctr_model")]
     lines += ["", "## Batch prediction throughput\n", "| path | rows/s | ours / DeepCTR |", "|---|---|---|"]
     scorer, theirs = throughput["ours_batch_scorer"], throughput["deepctr_model"]
     lines.append(f"| model: ours, `serving.batch_scoring.BatchScorer` (XLA, fixed batch) | "
