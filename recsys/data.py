@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import functools
+import gzip
 import re
+import zlib
 from pathlib import Path
 
 import tensorflow as tf
@@ -139,11 +141,28 @@ def _short(message: str) -> str:
     return re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\].*$", "", message).strip().rstrip("'").strip()
 
 
+def _gzip_stream_error(path: str) -> str | None:
+    """Why a gzip file is incomplete or damaged, or None when its stream ends properly.
+
+    TensorFlow's GZIP reader stops quietly when a file is cut exactly where a
+    record ends, so a truncated shard can look like a short one. The gzip
+    trailer (CRC and length) is what proves a stream is whole.
+    """
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    except (EOFError, OSError, zlib.error) as err:
+        return str(err)
+    return None
+
+
 def find_corrupt_shards(files: list[str]) -> list[str]:
     """Each unreadable shard with about how many records it yields first; only run after a read failed.
 
     TensorFlow's DataLossError does not say which file of an interleaved
-    dataset broke, so the failure path re-reads the shards one at a time.
+    dataset broke, so the failure path re-reads the shards one at a time,
+    through TensorFlow and then through gzip for truncations TensorFlow misses.
     """
     problems = []
     for path in files:
@@ -153,11 +172,15 @@ def find_corrupt_shards(files: list[str]) -> list[str]:
                 records += int(tf.size(batch))
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
             problems.append(f"{path} (unreadable after about {records} records: {_short(err.message)})")
+            continue
+        if (reason := _gzip_stream_error(path)) is not None:
+            problems.append(f"{path} (unreadable after about {records} records: {reason})")
     return problems
 
 
-def corrupt_shard_error(files: list[str], error: tf.errors.OpError) -> CorruptShardError:
+def corrupt_shard_error(files: list[str], error: tf.errors.OpError | str) -> CorruptShardError:
     """The error to raise when reading `files` failed with `error`, naming the broken shard(s)."""
     broken = find_corrupt_shards(files)
-    where = "; ".join(broken) if broken else f"one of {len(files)} shards ({_short(error.message)})"
+    detail = _short(error.message) if isinstance(error, tf.errors.OpError) else error
+    where = "; ".join(broken) if broken else f"one of {len(files)} shards ({detail})"
     return CorruptShardError(f"corrupt TFRecord shard: {where}. Re-run `recsys preprocess` to rewrite the shards")

@@ -56,6 +56,29 @@ class _TrainingClock(tf.keras.callbacks.Callback):
         self.epoch_seconds.append(time.monotonic() - self._started)
 
 
+class _StopOnShortInput(tf.keras.callbacks.Callback):
+    """Fails an epoch that ran out of training batches before `steps_per_epoch`.
+
+    Keras only warns when the input ends early, and a shard truncated at a
+    record boundary ends early without any read error; training on part of
+    the data must not pass for success. Placed first, so neither a checkpoint
+    nor a backup records the short epoch.
+    """
+
+    def __init__(self, steps_per_epoch: int, files: list[str]):
+        super().__init__()
+        self.steps_per_epoch, self.files = steps_per_epoch, files
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._first_step = int(self.model.optimizer.iterations)
+
+    def on_epoch_end(self, epoch, logs=None):
+        steps = int(self.model.optimizer.iterations) - self._first_step
+        if steps < self.steps_per_epoch:
+            raise corrupt_shard_error(self.files, f"the training input ended after {steps} of "
+                                                  f"{self.steps_per_epoch} batches in epoch {epoch + 1}")
+
+
 def _backup_dir(artifacts: Artifacts) -> Path:
     return artifacts.model_dir / "backup"
 
@@ -72,10 +95,11 @@ def resumed_epoch(backup_dir: Path) -> int:
     return int(tf.train.load_variable(latest, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")) + 1
 
 
-def _callbacks(config: Config, artifacts: Artifacts, verbose: bool) -> list:
+def _callbacks(config: Config, artifacts: Artifacts, steps_per_epoch: int, verbose: bool) -> list:
     monitor = config.training.monitor
     mode = "max" if monitor.endswith("auc") else "min"
     callbacks = [
+        _StopOnShortInput(steps_per_epoch, split_files(artifacts.root, "train")),
         StopOnNonFiniteLoss(config.output_names),
         tf.keras.callbacks.ModelCheckpoint(
             str(artifacts.model_dir / "checkpoints" / "epoch-{epoch:03d}"), save_weights_only=True,
@@ -195,7 +219,8 @@ def train(config: Config, verbose: bool = True) -> dict:
     started = time.monotonic()
     try:
         history = ranker.fit(train_data, steps_per_epoch=steps_per_epoch, validation_data=eval_data,
-                             epochs=training.epochs, callbacks=_callbacks(config, artifacts, verbose) + [clock],
+                             epochs=training.epochs,
+                             callbacks=_callbacks(config, artifacts, steps_per_epoch, verbose) + [clock],
                              verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0)
     except tf.errors.DataLossError as err:
         raise corrupt_shard_error(split_files(artifacts.root, "train") + split_files(artifacts.root, "eval"),

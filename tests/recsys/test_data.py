@@ -1,7 +1,9 @@
+import zlib
+
 import numpy as np
 import tensorflow as tf
 
-from recsys.data import in_memory_epochs, make_dataset
+from recsys.data import find_corrupt_shards, in_memory_epochs, make_dataset
 
 SPEC = {"row": tf.io.FixedLenFeature([], tf.int64), "ids": tf.io.FixedLenFeature([2], tf.int64)}
 
@@ -42,3 +44,24 @@ def test_dropping_the_remainder_keeps_every_batch_full(tmp_path):
     for dataset in (in_memory_epochs(files, SPEC, 8, seed=0, first_epoch=0, epochs=1, drop_remainder=True),
                     make_dataset(files, SPEC, 8, shuffle=True, drop_remainder=True)):
         assert [len(b["row"]) for b in dataset] == [8] * 6
+
+
+def test_a_shard_cut_where_a_record_ends_is_found_although_tensorflow_reads_it_without_error(tmp_path):
+    raw = str(tmp_path / "raw.tfrecord")
+    with tf.io.TFRecordWriter(raw) as writer:
+        for row in range(20):
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "row": tf.train.Feature(int64_list=tf.train.Int64List(value=[row]))})).SerializeToString())
+    records = open(raw, "rb").read()
+    record_size = len(records) // 20
+    compressor = zlib.compressobj(wbits=31)  # gzip framing
+    head = compressor.compress(records[: 10 * record_size]) + compressor.flush(zlib.Z_FULL_FLUSH)
+    cut = tmp_path / "cut.tfrecord.gz"
+    cut.write_bytes(head)  # ten whole records and no gzip trailer
+    whole = tmp_path / "whole.tfrecord.gz"
+    whole.write_bytes(head + compressor.compress(records[10 * record_size:]) + compressor.flush())
+
+    assert sum(1 for _ in tf.data.TFRecordDataset(str(cut), compression_type="GZIP")) == 10  # no error from TF
+    assert find_corrupt_shards([str(whole)]) == []
+    (problem,) = find_corrupt_shards([str(whole), str(cut)])
+    assert problem.startswith(f"{cut} (unreadable after about 10 records: Compressed file ended")

@@ -4,11 +4,14 @@ One small preprocessed dataset is shared; every run trains the same tiny model
 for three epochs from the same seed, so an uninterrupted single-process run is
 the reference the killed-and-resumed run and the two-worker run must match.
 """
+import gzip
 import json
 import os
 import socket
 import subprocess
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +145,20 @@ def test_a_non_finite_loss_stops_training_naming_the_epoch_batch_and_task(workdi
         train(load_config(path), verbose=False)
 
 
-def test_a_corrupt_shard_fails_training_with_a_message_naming_it(workdir, tmp_path):
+def _cut_at_a_record_boundary(data: bytes) -> bytes:
+    """The shard's first half of records, gzip-compressed without the trailer, as a stopped copy leaves it.
+
+    TensorFlow reads such a file without error; only the missing trailer shows it is cut.
+    """
+    records, offset = gzip.decompress(data), 0
+    while offset < len(records) // 2:
+        offset += 16 + struct.unpack("<Q", records[offset:offset + 8])[0]  # length, its CRC, data, data CRC
+    compressor = zlib.compressobj(wbits=31)
+    return compressor.compress(records[:offset]) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+
+@pytest.mark.parametrize("cut", ["mid_record", "record_boundary"])
+def test_a_corrupt_shard_fails_training_with_a_message_naming_it(workdir, tmp_path, cut):
     import shutil
 
     from recsys.data import CorruptShardError
@@ -152,7 +168,8 @@ def test_a_corrupt_shard_fails_training_with_a_message_naming_it(workdir, tmp_pa
     shutil.copytree(workdir / "artifacts", copy)
     shard = sorted((copy / "train").glob("*.tfrecord.gz"))[-1]
     data = shard.read_bytes()
-    shard.write_bytes(data[: len(data) // 2])  # a shard cut short, as by a full disk or a killed copy
-    config = load_config(_write_config(workdir, "corrupt")).model_copy(update={"artifacts_dir": str(copy)})
+    # A shard cut short, as by a full disk or a killed copy.
+    shard.write_bytes(data[: len(data) // 3] if cut == "mid_record" else _cut_at_a_record_boundary(data))
+    config = load_config(_write_config(workdir, f"corrupt_{cut}")).model_copy(update={"artifacts_dir": str(copy)})
     with pytest.raises(CorruptShardError, match=f"corrupt TFRecord shard: {shard}.*unreadable after about"):
         train(config, verbose=False)
