@@ -70,10 +70,10 @@ class _StopOnShortInput(tf.keras.callbacks.Callback):
         self.steps_per_epoch, self.files = steps_per_epoch, files
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._first_step = int(self.model.optimizer.iterations)
+        self._first_step = int(self.model.optimizer.iterations.numpy())
 
     def on_epoch_end(self, epoch, logs=None):
-        steps = int(self.model.optimizer.iterations) - self._first_step
+        steps = int(self.model.optimizer.iterations.numpy()) - self._first_step
         if steps < self.steps_per_epoch:
             raise corrupt_shard_error(self.files, f"the training input ended after {steps} of "
                                                   f"{self.steps_per_epoch} batches in epoch {epoch + 1}")
