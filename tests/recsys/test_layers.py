@@ -37,3 +37,28 @@ def test_layers_round_trip_through_get_config():
         clone = type(layer).from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()
     assert MLP([8, 4])(tf.zeros([3, 5])).shape == (3, 4)
+
+
+def test_fused_tables_keep_each_table_its_own_rows():
+    inputs = MODEL_INPUTS + [
+        {"name": "brand", "kind": "categorical", "group": "item", "table": "brand",
+         "vocabulary_size": 6, "embedding_dim": 4, "length": None, "behavior": None},
+        {"name": "tags", "kind": "multi_valued", "group": "item", "table": "tags",
+         "vocabulary_size": 7, "embedding_dim": 2, "length": 2, "behavior": None}]
+    layer = FeatureEmbedding(inputs)
+    assert sorted(tuple(w.shape) for w in layer.trainable_weights) == [(7, 2), (16, 4)]  # one per width
+    features = {"item_id": tf.constant([3, 9]), "hist_click": tf.constant([[3, 0, 0], [5, 3, 0]]),
+                "price": tf.constant([0.5, -1.0]), "brand": tf.constant([3, 5]), "tags": tf.constant([[1, 6], [0, 0]])}
+    fields = layer.field_embeddings(features)
+    items, brands, tags = (layer.table(name).numpy() for name in ("item_id", "brand", "tags"))
+    assert items.shape == (10, 4) and brands.shape == (6, 4) and tags.shape == (7, 2)
+    np.testing.assert_allclose(fields["item_id"], items[[3, 9]])
+    np.testing.assert_allclose(fields["brand"], brands[[3, 5]])  # id 3 of brand is not id 3 of item_id
+    np.testing.assert_allclose(fields["hist_click"][1], (items[5] + items[3]) / 2)
+    np.testing.assert_allclose(fields["tags"], [(tags[1] + tags[6]) / 2, np.zeros(2)], atol=1e-7)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(layer(features))
+    fused_width4 = next(w for w in layer.trainable_weights if w.shape[1] == 4)
+    gradient = tf.convert_to_tensor(tape.gradient(total, fused_width4)).numpy()
+    assert gradient[10 + 3].any() and gradient[10 + 5].any()  # brand rows follow item_id's ten
+    assert not gradient[10 + 4].any() and not gradient[0:3].any()
