@@ -239,8 +239,8 @@ def main():
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     setup = (f"{args.rows} generated rows (seed {args.seed}; train {manifest['rows']['train']}, "
-             f"eval {manifest['rows']['eval']}; {args.engine} preprocessing), {args.epochs} epochs, batch 512, Adam 1e-3, "
-             f"{os.cpu_count()} CPU cores")
+             f"eval {manifest['rows']['eval']}; {args.engine} preprocessing), {args.epochs} epochs, batch 512, "
+             f"Adam 1e-3, {os.cpu_count()} CPU cores")
     out.with_suffix(".json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=2) + "\n")
     out.with_suffix(".md").write_text(f"# Multi-task models\n\n{setup}\n\n{_table(rows)}\n"
                                       + "\n".join(_throughput_ratios(rows)) + "\n")
