@@ -34,9 +34,14 @@ class PrecomputedAnalyzers:
         self._results = results
 
     def vocabulary(self, feature: Feature, strings):
-        path = tf.constant(str(self._results.vocabulary_files[feature.name]))
-        # Registered as an asset so the file is copied into transform_fn/assets/,
-        # as tf.Transform does for the vocabularies it writes itself.
+        # An eager tensor, captured by the traced function, registered as an asset:
+        # tf.Transform makes it a `tf.saved_model.Asset`, and saving then both copies
+        # the file into transform_fn/assets/ and points the lookup table at that copy
+        # (as for the vocabularies tf.Transform writes itself). A path constant made
+        # inside the trace would be copied too, but the table would keep reading the
+        # original file, which is gone once the engine's temporary directory is.
+        with tf.init_scope():
+            path = tf.constant(str(self._results.vocabulary_files[feature.name]))
         tf.compat.v1.add_to_collection(tf.compat.v1.GraphKeys.ASSET_FILEPATHS, path)
         return path
 

@@ -108,6 +108,28 @@ def test_engines_write_the_same_transformed_examples(both_engines):
                     assert actual[name] == expected[name], name
 
 
+def test_the_saved_transform_reads_its_own_vocabulary_assets_after_the_engine_is_done(both_engines):
+    import tensorflow_transform as tft
+
+    from features.examples import to_examples
+    from pipelines.validation import RowValidator
+
+    outputs = {}
+    for engine, (config, _) in both_engines.items():
+        assert not list(config.artifacts.glob("tft-*"))  # the job's temporary files are gone
+        validate = RowValidator(config)
+        with open(config.input.path) as handle:
+            rows = [validate(row) for row in list(csv.DictReader(handle))[10:30]]  # past the broken rows
+        transform = tft.TFTransformOutput(str(config.artifacts))
+        spec = transform.raw_feature_spec()
+        raw = tf.io.parse_example(to_examples(config, rows, list(spec)), spec)
+        outputs[engine] = {name: tf.convert_to_tensor(value).numpy()
+                           for name, value in transform.transform_raw_features(raw).items()}
+    assert outputs["columnar"].keys() == outputs["beam"].keys()
+    for name in outputs["beam"]:
+        np.testing.assert_allclose(outputs["columnar"][name], outputs["beam"][name], rtol=1e-6, err_msg=name)
+
+
 def test_the_columnar_engine_turns_parquet_input_away_with_a_clear_error(raw_config, tmp_path):
     path = tmp_path / "logs.parquet"
     next(synthetic.iter_chunks(synthetic.SyntheticSpec(rows=20, seed=1))).to_parquet(path)
