@@ -24,8 +24,11 @@ def _non_finite(logs: dict, keys) -> dict[str, float]:
     return {key: float(logs[key]) for key in keys if key in logs and not math.isfinite(float(logs[key]))}
 
 
-class StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
-    """Raises NonFiniteLossError at the first training batch (or validation) whose loss is not finite.
+class StopOnNonFiniteEpochLoss(tf.keras.callbacks.Callback):
+    """Raises NonFiniteLossError at the end of the first epoch whose training or validation loss is not finite.
+
+    For ParameterServerStrategy, which allows no batch-level callbacks; elsewhere
+    `StopOnNonFiniteLoss` stops at the batch instead.
 
     Args:
       outputs: the model's scored outputs (task names); `<output>_loss` is each one's logged loss.
@@ -34,15 +37,9 @@ class StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
     def __init__(self, outputs: list[str]):
         super().__init__()
         self._task_keys = [f"{name}_loss" for name in outputs]
-        self._epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._check(logs or {}, f"epoch {self._epoch + 1}, batch {batch + 1}", prefix="")
 
     def on_epoch_end(self, epoch, logs=None):
+        self._check(logs or {}, f"epoch {epoch + 1}", prefix="")
         self._check(logs or {}, f"epoch {epoch + 1}, validation", prefix="val_")
 
     def _check(self, logs: dict, step: str, prefix: str):
@@ -58,3 +55,17 @@ class StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
         raise NonFiniteLossError(
             f"training stopped at {step}: {where}. Check the input for extreme values, "
             "or lower training.learning_rate")
+
+
+class StopOnNonFiniteLoss(StopOnNonFiniteEpochLoss):
+    """Raises NonFiniteLossError at the first training batch (or validation) whose loss is not finite."""
+
+    def __init__(self, outputs: list[str]):
+        super().__init__(outputs)
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs or {}, f"epoch {self._epoch + 1}, batch {batch + 1}", prefix="")

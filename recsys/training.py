@@ -34,7 +34,7 @@ from recsys.distribution import (DistributionError, is_chief, make_strategy, res
                                  serve_if_parameter_server_task)
 from recsys.models.ranker import MultiTaskRanker, build_ranker
 from recsys.models.self_supervised import ITEM_BATCH_KEY, ssl_task_config
-from recsys.numerics import StopOnNonFiniteLoss
+from recsys.numerics import StopOnNonFiniteEpochLoss, StopOnNonFiniteLoss
 
 _LOG = logging.getLogger(__name__)
 
@@ -95,12 +95,14 @@ def resumed_epoch(backup_dir: Path) -> int:
     return int(tf.train.load_variable(latest, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")) + 1
 
 
-def _callbacks(config: Config, artifacts: Artifacts, steps_per_epoch: int, verbose: bool) -> list:
+def _callbacks(config: Config, artifacts: Artifacts, steps_per_epoch: int, verbose: bool,
+               batch_hooks: bool = True) -> list:
+    """Keras callbacks; `batch_hooks=False` under ParameterServerStrategy, which allows only epoch-level ones."""
     monitor = config.training.monitor
     mode = "max" if monitor.endswith("auc") else "min"
     callbacks = [
         _StopOnShortInput(steps_per_epoch, split_files(artifacts.root, "train")),
-        StopOnNonFiniteLoss(config.output_names),
+        (StopOnNonFiniteLoss if batch_hooks else StopOnNonFiniteEpochLoss)(config.output_names),
         tf.keras.callbacks.ModelCheckpoint(
             str(artifacts.model_dir / "checkpoints" / "epoch-{epoch:03d}"), save_weights_only=True,
             monitor=monitor, mode=mode),
@@ -172,6 +174,9 @@ def _inputs(config: Config, artifacts: Artifacts, strategy: tf.distribute.Strate
                   if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy) else train_input())
     eval_data = with_known_steps(make_dataset(split_files(artifacts.root, "eval"), spec, training.batch_size),
                                  manifest["rows"]["eval"], training.batch_size)
+    if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
+        # Its workers evaluate a fixed number of batches from an endless dataset (`validation_steps`).
+        return train_data, eval_data.repeat()
     return train_data, shard_by_element(eval_data)
 
 
@@ -216,11 +221,14 @@ def train(config: Config, verbose: bool = True) -> dict:
                        steps_per_execution=training.steps_per_execution)
         ranker.optimizer.build(ranker.trainable_variables)
     clock = _TrainingClock()
+    batch_hooks = not isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
     started = time.monotonic()
     try:
         history = ranker.fit(train_data, steps_per_epoch=steps_per_epoch, validation_data=eval_data,
+                             validation_steps=None if batch_hooks else math.ceil(
+                                 manifest["rows"]["eval"] / training.batch_size),
                              epochs=training.epochs,
-                             callbacks=_callbacks(config, artifacts, steps_per_epoch, verbose) + [clock],
+                             callbacks=_callbacks(config, artifacts, steps_per_epoch, verbose, batch_hooks) + [clock],
                              verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0)
     except tf.errors.DataLossError as err:
         raise corrupt_shard_error(split_files(artifacts.root, "train") + split_files(artifacts.root, "eval"),

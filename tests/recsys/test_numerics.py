@@ -1,7 +1,7 @@
 """The non-finite loss guard names the step and the task, and lets finite training through."""
 import pytest
 
-from recsys.numerics import NonFiniteLossError, StopOnNonFiniteLoss
+from recsys.numerics import NonFiniteLossError, StopOnNonFiniteEpochLoss, StopOnNonFiniteLoss
 
 
 def test_finite_logs_pass_and_the_first_non_finite_task_is_named_with_its_step():
@@ -18,3 +18,12 @@ def test_a_non_finite_combination_of_finite_tasks_and_validation_losses_are_caug
         guard.on_train_batch_end(0, {"ctr_loss": 0.5, "total_loss": float("inf")})
     with pytest.raises(NonFiniteLossError, match=r"epoch 1, validation: task loss not finite: ctr \(nan\)"):
         guard.on_epoch_end(0, {"ctr_loss": 0.5, "val_ctr_loss": float("nan")})
+
+
+def test_the_epoch_level_guard_has_no_batch_hooks_and_names_the_epoch_and_task():
+    guard = StopOnNonFiniteEpochLoss(["ctr", "cvr"])
+    assert not guard._implements_train_batch_hooks()  # ParameterServerStrategy refuses batch-level callbacks
+    assert StopOnNonFiniteLoss(["ctr"])._implements_train_batch_hooks()
+    guard.on_epoch_end(0, {"ctr_loss": 0.5, "cvr_loss": 0.2, "val_ctr_loss": 0.4})
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2: task loss not finite: cvr \(inf\)"):
+        guard.on_epoch_end(1, {"ctr_loss": 0.5, "cvr_loss": float("inf")})

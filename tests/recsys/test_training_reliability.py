@@ -139,6 +139,35 @@ def test_two_workers_on_loopback_match_single_process_training(workdir, referenc
     _assert_same_weights(_trained_weights(path), reference[0], rtol=0.1, atol=1e-2)
 
 
+def test_a_parameter_server_cluster_on_loopback_trains_and_saves_a_model_that_loads(workdir, reference):
+    path = _write_config(workdir, "parameter_server", distribution="parameter_server")
+    chief, worker, ps = (f"127.0.0.1:{port}" for port in _free_ports(3))
+    cluster = {"chief": [chief], "worker": [worker], "ps": [ps]}
+
+    def task(kind: str, **options):
+        env = _subprocess_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": kind, "index": 0}}))
+        return subprocess.Popen([sys.executable, "-m", "recsys.cli", "train", "--config", str(path), "--quiet"],
+                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                **options)
+
+    servers = [task("ps"), task("worker")]  # they serve until killed, as on a real cluster
+    try:
+        coordinator = task("chief")
+        output = coordinator.communicate(timeout=400)[0]
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+    assert coordinator.returncode == 0, output[-3000:]
+    summary = json.loads((workdir / "parameter_server" / "training.json").read_text())
+    assert summary["distribution"] == "parameter_server" and summary["epochs_run"] == EPOCHS
+    # Updates are asynchronous, so the numbers are not a single process's; it must still learn.
+    losses = summary["history"]["val_total_loss"]
+    assert losses[-1] < losses[0]
+    assert abs(summary["history"]["val_ctr_auc"][-1] - reference[1]["history"]["val_ctr_auc"][-1]) < 0.05
+    assert [w.shape for w in _trained_weights(path)] == [w.shape for w in reference[0]]
+
+
 def test_a_non_finite_loss_stops_training_naming_the_epoch_batch_and_task(workdir):
     from recsys.numerics import NonFiniteLossError
     from recsys.training import train
