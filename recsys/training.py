@@ -156,7 +156,11 @@ def _save_final_weights(ranker: MultiTaskRanker, artifacts: Artifacts, chief: bo
 
 def _inputs(config: Config, artifacts: Artifacts, strategy: tf.distribute.Strategy, first_epoch: int,
             drop_remainder: bool, ssl: dict | None):
-    """(training batches from `first_epoch` on, eval batches), sharded by element across workers."""
+    """(training batches from `first_epoch` on, eval batches, validation steps), sharded by element across workers.
+
+    Validation steps are None (one pass) except under ParameterServerStrategy,
+    whose workers read a fixed number of batches from an endless eval dataset.
+    """
     training, spec, manifest = config.training, transformed_feature_spec(artifacts.root), artifacts.manifest()
     epochs = dict(seed=config.seed, first_epoch=first_epoch, epochs=training.epochs, drop_remainder=drop_remainder)
 
@@ -175,9 +179,8 @@ def _inputs(config: Config, artifacts: Artifacts, strategy: tf.distribute.Strate
     eval_data = with_known_steps(make_dataset(split_files(artifacts.root, "eval"), spec, training.batch_size),
                                  manifest["rows"]["eval"], training.batch_size)
     if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
-        # Its workers evaluate a fixed number of batches from an endless dataset (`validation_steps`).
-        return train_data, eval_data.repeat()
-    return train_data, shard_by_element(eval_data)
+        return train_data, eval_data.repeat(), math.ceil(manifest["rows"]["eval"] / training.batch_size)
+    return train_data, shard_by_element(eval_data), None
 
 
 def train(config: Config, verbose: bool = True) -> dict:
@@ -214,7 +217,7 @@ def train(config: Config, verbose: bool = True) -> dict:
         train_rows / training.batch_size)
     epoch_rows = steps_per_epoch * training.batch_size if drop_remainder else train_rows
     ssl = ssl_task_from_artifacts(config, artifacts, manifest) if config.ssl.enabled else None
-    train_data, eval_data = _inputs(config, artifacts, strategy, first_epoch, drop_remainder, ssl)
+    train_data, eval_data, validation_steps = _inputs(config, artifacts, strategy, first_epoch, drop_remainder, ssl)
     with strategy.scope():
         ranker = build_ranker(config, manifest["model_inputs"], ssl)
         ranker.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate),
@@ -225,8 +228,7 @@ def train(config: Config, verbose: bool = True) -> dict:
     started = time.monotonic()
     try:
         history = ranker.fit(train_data, steps_per_epoch=steps_per_epoch, validation_data=eval_data,
-                             validation_steps=None if batch_hooks else math.ceil(
-                                 manifest["rows"]["eval"] / training.batch_size),
+                             validation_steps=validation_steps,
                              epochs=training.epochs,
                              callbacks=_callbacks(config, artifacts, steps_per_epoch, verbose, batch_hooks) + [clock],
                              verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0)

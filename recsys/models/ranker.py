@@ -182,7 +182,8 @@ class MultiTaskRanker(tfrs.models.Model):
 
     def _task_representations(self, features: dict, training: bool) -> tuple[list, dict]:
         if isinstance(self.bottom, DTRNBottom):
-            task_inputs = self.bottom(self.embedding.field_embeddings(features),
+            # Only the fields it re-weights: pooling the sequences here would look them up a second time.
+            task_inputs = self.bottom(self.embedding.field_embeddings(features, names=self.bottom.field_names),
                                       self.embedding.sequence_embeddings(features))
         else:
             task_inputs = self.bottom(self.embedding(features), training=training)
