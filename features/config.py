@@ -119,6 +119,9 @@ class TrainingConfig(_Section):
     batch_size: int = Field(512, gt=0)
     epochs: int = Field(5, gt=0)
     learning_rate: float = Field(1e-3, gt=0.0)
+    # adam, or lazy_adam: sparse updates of the tables above dense_update_max_rows touch only
+    # the rows a batch looked up, so a step's cost follows the batch, not the table (see recsys.optimizers).
+    optimizer: Literal["adam", "lazy_adam"] = "adam"
     early_stopping_patience: int = Field(2, ge=0)
     shuffle_buffer: int = Field(10_000, gt=0)
     monitor: str = "val_total_loss"  # early stopping and best checkpoint; '..._auc' is maximised

@@ -35,6 +35,7 @@ from recsys.distribution import (DistributionError, is_chief, make_strategy, res
 from recsys.models.ranker import MultiTaskRanker, build_ranker
 from recsys.models.self_supervised import ITEM_BATCH_KEY, ssl_task_config
 from recsys.numerics import StopOnNonFiniteEpochLoss, StopOnNonFiniteLoss
+from recsys.optimizers import make_optimizer
 
 _LOG = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ def train(config: Config, verbose: bool = True) -> dict:
     train_data, eval_data, validation_steps = _inputs(config, artifacts, strategy, first_epoch, drop_remainder, ssl)
     with strategy.scope():
         ranker = build_ranker(config, manifest["model_inputs"], ssl)
-        ranker.compile(optimizer=tf.keras.optimizers.Adam(training.learning_rate),
+        ranker.compile(optimizer=make_optimizer(training.optimizer, training.learning_rate),
                        steps_per_execution=training.steps_per_execution)
         ranker.optimizer.build(ranker.trainable_variables)
     clock = _TrainingClock()
