@@ -37,11 +37,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 MODEL = ("shared", "mmoe", "independent", [])
 
 
-def _config(workdir: Path, epochs: int, optimizer: str = "adam", xla: bool = True):
+def _config(workdir: Path, epochs: int, training: dict | None = None):
     from benchmarks.multitask_models import _config as benchmark_config
 
-    return benchmark_config(workdir, workdir / "logs.csv", "mmoe", *MODEL,
-                            {"jit_compile": xla, "optimizer": optimizer}, epochs, "columnar")
+    return benchmark_config(workdir, workdir / "logs.csv", "mmoe", *MODEL, training or {}, epochs, "columnar")
 
 
 def prepare(rows: int, workdir: Path, seed: int) -> dict:
@@ -55,24 +54,28 @@ def prepare(rows: int, workdir: Path, seed: int) -> dict:
     config = _config(workdir, 1)
     manifest = run_preprocess(config, config.artifacts)
     (workdir / "logs.csv").unlink()  # the shards are all training reads
-    width16 = sum(spec["vocabulary_size"] for spec in manifest["model_inputs"] if spec["name"] in ("user_id", "item_id"))
+    inputs = manifest["model_inputs"]
+    tables = {spec["table"]: spec["vocabulary_size"] * spec["embedding_dim"] for spec in inputs if spec["table"]}
     return {"generate_seconds": generated - started, "preprocess_seconds": time.monotonic() - generated,
             "train_rows": manifest["rows"]["train"], "eval_rows": manifest["rows"]["eval"],
-            "user_and_item_table_rows": width16}
+            "user_and_item_table_rows": sum(spec["vocabulary_size"] for spec in inputs
+                                            if spec["name"] in ("user_id", "item_id")),
+            # Weights plus Adam's two moments, float32: the training state that grows with the vocabulary.
+            "embedding_state_mb": 3 * 4 * sum(tables.values()) / 2**20}
 
 
-def child(workdir: Path, epochs: int, optimizer: str, xla: bool):
+def child(workdir: Path, epochs: int, training: dict):
     """Trains in this process and prints the summary, with this process's peak RSS, as the last stdout line."""
     from recsys.training import train
 
-    summary = train(_config(workdir, epochs, optimizer, xla), verbose=False)
+    summary = train(_config(workdir, epochs, training), verbose=False)
     summary["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(summary))
 
 
-def run_training(workdir: Path, epochs: int, optimizer: str, xla: bool) -> dict:
-    command = [sys.executable, __file__, "--child", str(workdir), "--epochs", str(epochs), "--optimizer", optimizer,
-               "--xla" if xla else "--no-xla"]
+def run_training(workdir: Path, epochs: int, training: dict) -> dict:
+    command = [sys.executable, __file__, "--child", str(workdir), "--epochs", str(epochs),
+               "--training", json.dumps(training)]
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     if done.returncode:
@@ -82,7 +85,7 @@ def run_training(workdir: Path, epochs: int, optimizer: str, xla: bool) -> dict:
     return summary
 
 
-def measure(rows: int, epochs: int, optimizer: str, xla: bool, seed: int, keep: bool) -> dict:
+def measure(rows: int, epochs: int, training: dict, seed: int, keep: bool) -> dict:
     import numpy as np
 
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-training-{rows}-"))
@@ -90,7 +93,7 @@ def measure(rows: int, epochs: int, optimizer: str, xla: bool, seed: int, keep: 
         print(f"== {rows:,} rows in {workdir}: generate and preprocess", flush=True)
         result = {"rows": rows, **prepare(rows, workdir, seed)}
         print(f"   {result}", flush=True)
-        summary = run_training(workdir, epochs, optimizer, xla)
+        summary = run_training(workdir, epochs, training)
         warm = summary["epoch_train_seconds"][1:] or summary["epoch_train_seconds"]
         result.update(epoch_seconds=summary["epoch_train_seconds"], warm_epoch_seconds=float(np.median(warm)),
                       warm_examples_per_second=result["train_rows"] / float(np.median(warm)),
@@ -106,13 +109,14 @@ def measure(rows: int, epochs: int, optimizer: str, xla: bool, seed: int, keep: 
 def _table(results: list[dict]) -> str:
     first = results[0]
     lines = ["| rows | train rows | user + item table rows | s / epoch (warm) | × smallest | rows × smallest | "
-             "examples/s | all epochs s | process s | peak RSS MB |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "examples/s | all epochs s | process s | peak RSS MB | tables + Adam moments MB |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         lines.append(
             f"| {r['rows']:,} | {r['train_rows']:,} | {r['user_and_item_table_rows']:,} | {r['warm_epoch_seconds']:.1f} | "
             f"{r['warm_epoch_seconds'] / first['warm_epoch_seconds']:.1f} | {r['train_rows'] / first['train_rows']:.1f} | "
             f"{r['warm_examples_per_second']:,.0f} | {sum(r['epoch_seconds']):.1f} | {r['process_seconds']:.0f} | "
-            f"{r['peak_rss_mb']:,.0f} |")
+            f"{r['peak_rss_mb']:,.0f} | {r.get('embedding_state_mb', float('nan')):,.0f} |")
     return "\n".join(lines)
 
 
@@ -151,23 +155,30 @@ def main():
     parser.add_argument("--xla", action=argparse.BooleanOptionalAction, default=True, help="training.jit_compile")
     parser.add_argument("--optimizer", choices=["adam", "lazy_adam"], default="adam",
                         help="training.optimizer; lazy_adam for tables too big to update whole every step")
+    parser.add_argument("--dense-update-max-rows", type=int, help="training.dense_update_max_rows (default: the config's)")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep each size's data and artifacts")
     parser.add_argument("--out", default=str(RESULTS / "training_growth"))
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--training", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child), int(args.epochs), args.optimizer, args.xla)
+        child(Path(args.child), int(args.epochs), json.loads(args.training))
         return
+    training = {"jit_compile": args.xla, "optimizer": args.optimizer}
+    if args.dense_update_max_rows is not None:
+        training["dense_update_max_rows"] = args.dense_update_max_rows
     sizes = [int(rows) for rows in args.rows.split(",")]
     epochs = [int(n) for n in args.epochs.split(",")]
     epochs = epochs * len(sizes) if len(epochs) == 1 else epochs
     if len(epochs) != len(sizes):
         parser.error(f"--epochs has {len(epochs)} entries for {len(sizes)} sizes")
-    results = [measure(rows, count, args.optimizer, args.xla, args.seed, args.keep)
+    results = [measure(rows, count, training, args.seed, args.keep)
                for rows, count in zip(sizes, epochs)]
     setup = (f"MMoE (4 experts of [64], towers of [64]), batch 512, {'XLA' if args.xla else 'no XLA'}, "
-             f"{args.optimizer}, gzip TFRecords streamed from disk, epochs per size {epochs} (per-epoch time: the "
+             f"{args.optimizer}, dense_update_max_rows "
+             f"{training.get('dense_update_max_rows', 'as configured (200,000)')}, gzip TFRecords streamed from disk, "
+             f"epochs per size {epochs} (per-epoch time: the "
              f"median epoch after the first, training batches only; with one epoch, that epoch, compilation "
              f"included); "
              f"columnar preprocessing; {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end")
