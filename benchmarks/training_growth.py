@@ -185,8 +185,8 @@ def main():
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"setup": setup, "results": results}, indent=2) + "\n")
-    out.with_suffix(".md").write_text(f"# Training growth\n\n{setup}\n\n{_table(results)}\n\n"
-                                      f"![time and memory against rows]({out.with_suffix('.png').name})\n")
+    plot = f"\n![time and memory against rows]({out.with_suffix('.png').name})\n" if len(results) > 1 else ""
+    out.with_suffix(".md").write_text(f"# Training growth\n\n{setup}\n\n{_table(results)}\n{plot}")
     if len(results) > 1:
         _plot(results, out.with_suffix(".png"), f"MMoE, {'XLA' if args.xla else 'no XLA'}, {args.optimizer}, streamed")
     print(out.with_suffix(".md").read_text())

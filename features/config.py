@@ -136,7 +136,8 @@ class TrainingConfig(_Section):
     steps_per_execution: int = Field(8, gt=0)
     # Embedding tables with at most this many rows get dense gradients: one
     # scatter-add instead of Adam's sparse de-duplication (Unique), which XLA
-    # compiles poorly on CPU. Bigger tables keep sparse updates.
+    # compiles poorly on CPU. Bigger tables keep sparse updates. Without XLA, and with
+    # lazy_adam, sparse updates are cheaper from a few tens of thousands of rows.
     dense_update_max_rows: int = Field(200_000, ge=0)
     # Parse the training split once and keep it in memory, reshuffling every row
     # each epoch; for data that fits in RAM (otherwise shards stream from disk).

@@ -2,6 +2,7 @@ import numpy as np
 import tensorflow as tf
 
 from recsys.models.ranker import MultiTaskRanker, dummy_features, objectives
+from recsys.optimizers import LazyAdam
 from tests.recsys.test_layers import MODEL_INPUTS
 
 TASKS = [
@@ -123,3 +124,35 @@ def test_dense_and_sparse_embedding_updates_give_the_same_weights():
     dense = _weights_after_steps(dense_update_max_rows=10**9)
     for a, b in zip(sparse, dense):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def _weights_after(batches: list[dict], optimizer, **options) -> list[tuple[str, np.ndarray]]:
+    tf.keras.utils.set_random_seed(3)
+    ranker = MultiTaskRanker(MODEL_INPUTS, TASKS, bottom_units=[8], tower_units=[4], **options)
+    ranker(dummy_features(MODEL_INPUTS))
+    ranker.compile(optimizer=optimizer)
+    ranker.optimizer.build(ranker.trainable_variables)
+    for batch in batches:
+        ranker.train_step(batch)
+    return [(v.name, v.numpy()) for v in ranker.trainable_variables]
+
+
+def _ids_below(batch: dict, limit: int) -> dict:
+    return {**batch, "item_id": batch["item_id"] % limit, "hist_click": batch["hist_click"] % limit}
+
+
+def test_lazy_adam_in_the_ranker_leaves_rows_the_later_batches_did_not_look_up_and_trains_the_rest_like_adam():
+    # Every item id in the first batch, only ids 0-4 after it: Adam keeps moving rows 5-9 on their momentum.
+    batches = [_random_batch(seed=0)] + [_ids_below(_random_batch(seed=s), 5) for s in (1, 2)]
+    for jit_compile in (False, True):
+        options = dict(dense_update_max_rows=0, jit_compile=jit_compile)  # the item table's gradient stays sparse
+        adam = [w for _, w in _weights_after(batches, tf.keras.optimizers.Adam(0.05), **options)]
+        after_first = [w for _, w in _weights_after(batches[:1], LazyAdam(0.05), **options)]
+        named = _weights_after(batches, LazyAdam(0.05), **options)
+        table = next(i for i, (name, _) in enumerate(named) if "width4_tables" in name)
+        lazy = [w for _, w in named]
+        np.testing.assert_array_equal(lazy[table][5:], after_first[table][5:])
+        assert np.abs(adam[table][5:] - after_first[table][5:]).max() > 1e-3
+        for i, (got, expected) in enumerate(zip(lazy, adam)):  # rows 0-4 and every dense weight: Adam's updates
+            got, expected = (got[:5], expected[:5]) if i == table else (got, expected)
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=named[i][0])
