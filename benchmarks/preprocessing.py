@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.peak_memory import peak_rss_mb  # noqa: E402
+from benchmarks.child_process import peak_rss_mb, run_child  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 EXTRA_CATEGORICAL = 10  # cardinalities 10, 100, ... cycling up to 100k
 EXTRA_NUMERIC = 7
@@ -152,14 +151,8 @@ def child(args):
 
 
 def _run_child(name: str, csv_path: Path, work: Path, profile: Path | None) -> dict:
-    command = [sys.executable]
-    if profile:
-        command += ["-m", "cProfile", "-o", str(profile / f"{name}.prof")]
-    command += [__file__, "--child", name, "--csv", str(csv_path), "--work", str(work)]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if done.returncode:
-        raise RuntimeError(f"{name} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    profiler = ["-m", "cProfile", "-o", str(profile / f"{name}.prof")] if profile else []
+    return run_child([*profiler, __file__, "--child", name, "--csv", str(csv_path), "--work", str(work)], name)
 
 
 def _ratio(result: dict) -> str:

@@ -21,10 +21,10 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
+import typing
 from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -32,7 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.peak_memory import peak_rss_mb  # noqa: E402
+from benchmarks.child_process import peak_rss_mb, run_child  # noqa: E402
+from features.config import TrainingConfig  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL = ("shared", "mmoe", "independent", [])
 
@@ -74,13 +75,9 @@ def child(workdir: Path, epochs: int, training: dict):
 
 
 def run_training(workdir: Path, epochs: int, training: dict) -> dict:
-    command = [sys.executable, __file__, "--child", str(workdir), "--epochs", str(epochs),
-               "--training", json.dumps(training)]
     started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if done.returncode:
-        raise RuntimeError(f"training in {workdir} failed:\n{done.stderr[-4000:]}")
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    summary = run_child([__file__, "--child", str(workdir), "--epochs", str(epochs), "--training", json.dumps(training)],
+                        f"training in {workdir}")
     summary["process_seconds"] = time.monotonic() - started
     return summary
 
@@ -94,11 +91,11 @@ def measure(rows: int, epochs: int, training: dict, seed: int, keep: bool) -> di
         result = {"rows": rows, **prepare(rows, workdir, seed)}
         print(f"   {result}", flush=True)
         summary = run_training(workdir, epochs, training)
-        warm = summary["epoch_train_seconds"][1:] or summary["epoch_train_seconds"]
-        result.update(epoch_seconds=summary["epoch_train_seconds"], warm_epoch_seconds=float(np.median(warm)),
-                      warm_examples_per_second=result["train_rows"] / float(np.median(warm)),
+        warm = float(np.median(summary["epoch_train_seconds"][1:] or summary["epoch_train_seconds"]))
+        result.update(epoch_seconds=summary["epoch_train_seconds"], warm_epoch_seconds=warm,
+                      warm_examples_per_second=result["train_rows"] / warm,
                       process_seconds=summary["process_seconds"], peak_rss_mb=summary["peak_rss_mb"],
-                      final_val_loss=summary.get("history", {}).get("val_loss", [None])[-1])
+                      final_val_loss=summary["history"]["val_loss"][-1])
         print(f"   {result}", flush=True)
         return result
     finally:
@@ -153,7 +150,8 @@ def main():
     parser.add_argument("--epochs", default="2", help="epochs per size, one number or one per --rows entry; "
                         "with 2 or more the first (tracing, compilation) is left out of the per-epoch time")
     parser.add_argument("--xla", action=argparse.BooleanOptionalAction, default=True, help="training.jit_compile")
-    parser.add_argument("--optimizer", choices=["adam", "lazy_adam"], default="adam",
+    parser.add_argument("--optimizer", choices=typing.get_args(TrainingConfig.model_fields["optimizer"].annotation),
+                        default="adam",
                         help="training.optimizer; lazy_adam for tables too big to update whole every step")
     parser.add_argument("--dense-update-max-rows", type=int, help="training.dense_update_max_rows (default: the config's)")
     parser.add_argument("--seed", type=int, default=5)
@@ -177,7 +175,7 @@ def main():
                for rows, count in zip(sizes, epochs)]
     setup = (f"MMoE (4 experts of [64], towers of [64]), batch 512, {'XLA' if args.xla else 'no XLA'}, "
              f"{args.optimizer}, dense_update_max_rows "
-             f"{training.get('dense_update_max_rows', 'as configured (200,000)')}, gzip TFRecords streamed from disk, "
+             f"{TrainingConfig(**training).effective_dense_update_max_rows:,}, gzip TFRecords streamed from disk, "
              f"epochs per size {epochs} (per-epoch time: the "
              f"median epoch after the first, training batches only; with one epoch, that epoch, compilation "
              f"included); "

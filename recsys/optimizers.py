@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+
 class LazyAdam(tf.keras.optimizers.Adam):
     """Adam whose sparse updates touch only the looked-up rows (see the module docstring)."""
 

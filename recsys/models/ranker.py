@@ -350,7 +350,7 @@ def build_ranker(config, model_inputs: list[dict], ssl: dict | None = None) -> M
         backbone=model.backbone, experts=model.experts.model_dump(),
         loss_balancing=config.training.loss_balancing, bottom=model.bottom,
         metrics_on_train=config.training.metrics_on_train,
-        dense_update_max_rows=config.training.dense_update_max_rows,
+        dense_update_max_rows=config.training.effective_dense_update_max_rows,
         jit_compile=config.training.jit_compile,
         dtrn_attention_units=model.dtrn_attention_units,
         bottom_units=model.bottom_units, tower_units=model.tower_units, dropout=model.dropout,

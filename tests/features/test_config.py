@@ -105,3 +105,14 @@ def test_ssl_needs_the_beam_engine_that_writes_its_item_corpus():
     raw["pipeline"]["engine"] = "columnar"
     with pytest.raises(ConfigError, match="ssl.enabled: .*pipeline.engine 'beam'"):
         parse_config(raw)
+
+
+def test_the_dense_update_limit_follows_the_optimiser_and_compilation_unless_set(raw_config):
+    def limit(**training):
+        raw_config["training"] = {**raw_config["training"], **training}
+        return parse_config(raw_config).training.effective_dense_update_max_rows
+
+    assert limit() == 200_000  # Adam: the dense update is the faster one up to this size
+    assert limit(optimizer="lazy_adam", jit_compile=True) == 200_000  # XLA compiles the sparse path poorly
+    assert limit(optimizer="lazy_adam", jit_compile=False) == 20_000
+    assert limit(optimizer="lazy_adam", jit_compile=False, dense_update_max_rows=500) == 500
