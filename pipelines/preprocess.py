@@ -1,7 +1,14 @@
 """The preprocessing job: raw logs → validated, split, tf.Transform-ed TFRecords and a manifest.
 
-    read → validate (dead letters) → split by hashed key → analyze (train only)
-         → transform (train, eval) → encode tf.Examples → gzip TFRecord shards
+    read → validate (dead letters, counts) → split by hashed key → analyze (train only)
+    read again → validate → split → transform (train, eval) → encode tf.Examples → gzip shards
+
+The input is read twice rather than kept between analysis and transform: the
+transform cannot start before the analysis has seen every training row, so
+keeping the rows means holding the whole dataset (in memory on the local
+runner, in shuffle storage on a distributed one), while a second read streams.
+Validation is deterministic, so both reads split every row the same way; only
+the first writes dead letters and counts.
 
 Runner-agnostic: the runner and its options come from the command line
 (`--runner=DataflowRunner --project=... --setup_file=./setup.py`), so the
@@ -19,7 +26,6 @@ from pathlib import Path
 import apache_beam as beam
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions, StandardOptions
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
 from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
@@ -31,6 +37,7 @@ from features.schema import raw_feature_spec, transform_input_columns
 from features.transform import feature_kind, make_preprocessing_fn, model_inputs
 from pipelines.item_corpus import DistinctItems
 from pipelines.mutual_information import ItemFeatureMutualInformation, plot_mutual_information
+from pipelines.sharded_tfrecords import WriteShardedTFRecords
 from pipelines.columnar.job import run_columnar
 from pipelines.sources import ReadRawRows, input_columns
 from pipelines.split import EVAL, SPLITS, TRAIN, split_of
@@ -46,10 +53,14 @@ class PipelineError(RecsysError, RuntimeError):
 
 
 class ValidateAndSplit(beam.DoFn):
-    """Types each raw row; valid rows go to their split, bad ones to the dead letters."""
+    """Types each raw row; valid rows go to their split, bad ones to the dead letters.
 
-    def __init__(self, config: Config, header: list[str] | None):
-        self._config, self._header = config, header
+    A second read of the same input passes `emit_dead_letters=False`: its bad
+    rows are the first read's, already written and counted there.
+    """
+
+    def __init__(self, config: Config, header: list[str] | None, emit_dead_letters: bool = True):
+        self._config, self._header, self._emit_dead_letters = config, header, emit_dead_letters
         self._keep = transform_input_columns(config)
 
     def setup(self):
@@ -58,18 +69,25 @@ class ValidateAndSplit(beam.DoFn):
 
     def process(self, raw):
         self._seen += 1
-        if self._seen % 50_000 == 0:
+        if self._seen % 100_000 == 0:
             _LOG.info("validated %d rows in this worker", self._seen)
         try:
             row = self._validate(parse_csv_line(raw, self._header) if isinstance(raw, str) else raw)
         except RowError as err:
-            beam.metrics.Metrics.counter("dead_letter", err.reason).inc()
-            letter = DeadLetter(err.reason, err.field, err.message, raw)
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, letter.to_json_dict())
+            if self._emit_dead_letters:
+                beam.metrics.Metrics.counter("dead_letter", err.reason).inc()
+                letter = DeadLetter(err.reason, err.field, err.message, raw)
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, letter.to_json_dict())
             return
         split = split_of(row[self._config.split.key], self._config.split.eval_fraction)
-        beam.metrics.Metrics.counter("rows", split).inc()
         yield beam.pvalue.TaggedOutput(split, {name: row[name] for name in self._keep})
+
+
+def _read_and_split(pipeline, config: Config, header: list[str] | None, read: str, emit_dead_letters: bool):
+    return (pipeline
+            | f"Read{read}" >> ReadRawRows(config)
+            | f"ValidateAndSplit{read}" >> beam.ParDo(
+                ValidateAndSplit(config, header, emit_dead_letters)).with_outputs(TRAIN, EVAL, DEAD_LETTER))
 
 
 class EncodeExamples(beam.DoFn):
@@ -97,28 +115,26 @@ def _count_reasons(dead_letters):
 
 def build_pipeline(pipeline, config: Config, header: list[str] | None, output_dir: Path, temp_dir: str):
     """Adds the whole job to `pipeline`; each step is named after what it does."""
-    rows = (pipeline
-            | "Read" >> ReadRawRows(config)
-            | "ValidateAndSplit" >> beam.ParDo(ValidateAndSplit(config, header)).with_outputs(
-                TRAIN, EVAL, DEAD_LETTER))
+    rows = _read_and_split(pipeline, config, header, "ForAnalysis", emit_dead_letters=True)
+    rows_again = _read_and_split(pipeline, config, header, "ForTransform", emit_dead_letters=False)
     raw_metadata = dataset_metadata.DatasetMetadata.from_feature_spec(raw_feature_spec(config))
     with tft_beam.Context(temp_dir=temp_dir):
         transform_fn = ((rows[TRAIN], raw_metadata)
                         | "AnalyzeTrain" >> tft_beam.AnalyzeDataset(make_preprocessing_fn(config)))
         transformed_splits = {}
         for split in SPLITS:
-            transformed, _ = (((rows[split], raw_metadata), transform_fn)
+            transformed, _ = (((rows_again[split], raw_metadata), transform_fn)
                               | f"Transform{split}" >> tft_beam.TransformDataset(output_record_batches=True))
             transformed_splits[split] = transformed
             (transformed
              | f"Encode{split}" >> beam.ParDo(EncodeExamples())
-             | f"Write{split}" >> beam.io.WriteToTFRecord(
-                 str(Artifacts(output_dir).split_dir(split) / "part"), file_name_suffix=".tfrecord.gz",
-                 num_shards=config.pipeline.num_shards, compression_type=CompressionTypes.GZIP))
+             | f"Write{split}" >> WriteShardedTFRecords(
+                 str(Artifacts(output_dir).split_dir(split) / "part"), config.pipeline.num_shards,
+                 parts_dir=f"{temp_dir}/shard-parts/{split}"))
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(str(output_dir))
         if config.ssl.enabled:
             _add_ssl_item_steps(config, rows[TRAIN], transformed_splits[TRAIN], raw_metadata, transform_fn,
-                                output_dir)
+                                output_dir, temp_dir)
     (rows[DEAD_LETTER]
      | "DeadLetterJson" >> beam.Map(json.dumps, sort_keys=True)
      | "WriteDeadLetters" >> beam.io.WriteToText(str(Artifacts(output_dir).dead_letter_dir / "part"),
@@ -130,7 +146,7 @@ def build_pipeline(pipeline, config: Config, header: list[str] | None, output_di
 
 
 def _add_ssl_item_steps(config: Config, train_rows, transformed_train, raw_metadata, transform_fn,
-                        output_dir: Path):
+                        output_dir: Path, temp_dir: str):
     """With ssl on: the item corpus (distinct training items, transformed) and the item features' MI."""
     artifacts = Artifacts(output_dir)
     names = config.ssl_item_features
@@ -139,9 +155,8 @@ def _add_ssl_item_steps(config: Config, train_rows, transformed_train, raw_metad
                             | "TransformItems" >> tft_beam.TransformDataset(output_record_batches=True))
     (transformed_items
      | "EncodeItems" >> beam.ParDo(EncodeExamples())
-     | "WriteItems" >> beam.io.WriteToTFRecord(
-         str(artifacts.item_corpus_dir / "part"), file_name_suffix=".tfrecord.gz",
-         num_shards=1, compression_type=CompressionTypes.GZIP))
+     | "WriteItems" >> WriteShardedTFRecords(str(artifacts.item_corpus_dir / "part"), 1,
+                                             parts_dir=f"{temp_dir}/shard-parts/items"))
     kinds = [(name, feature_kind(config, config.feature(name))) for name in names]
     _ = (transformed_train
          | "ItemFeatureMI" >> ItemFeatureMutualInformation(kinds,
