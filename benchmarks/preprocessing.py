@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.child_process import peak_rss_mb, run_child  # noqa: E402
+from benchmarks.growth_plot import plot_growth  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 EXTRA_CATEGORICAL = 10  # cardinalities 10, 100, ... cycling up to 100k
 EXTRA_NUMERIC = 7
@@ -168,32 +169,6 @@ def _table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _plot(results: list[dict], path: Path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    for contender in dict.fromkeys(r["contender"] for r in results):
-        points = [r for r in results if r["contender"] == contender]
-        rows = [r["input_rows"] for r in points]
-        time_axis.plot(rows, [r["seconds"] for r in points], "o-", label=contender)
-        memory_axis.plot(rows, [r["peak_rss_mb"] for r in points], "o-", label=contender)
-    for axis, label in ((time_axis, "seconds"), (memory_axis, "peak RSS (MB)")):
-        axis.set_xscale("log")
-        if axis is time_axis:
-            axis.set_yscale("log")
-        else:
-            axis.set_ylim(bottom=0)
-        axis.set_xlabel("input rows")
-        axis.set_ylabel(label)
-        axis.legend()
-    fig.suptitle("Preprocessing time and peak memory against rows")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="100000", help="comma-separated row counts (default 100000)")
@@ -243,7 +218,10 @@ def main():
         "# Preprocessing against the floor\n\n`python benchmarks/preprocessing.py "
         f"--rows {args.rows} --engines {args.engines}`, one run, 41-column CSV, 0.1% bad rows.\n\n{table}\n")
     if growth:
-        _plot(results, stem.with_suffix(".png"))
+        series = {}
+        for r in results:
+            series.setdefault(r["contender"], []).append((r["input_rows"], r["seconds"], r["peak_rss_mb"]))
+        plot_growth(series, stem.with_suffix(".png"), "Preprocessing time and peak memory against rows")
 
 
 if __name__ == "__main__":

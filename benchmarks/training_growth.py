@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.child_process import peak_rss_mb, run_child  # noqa: E402
+from benchmarks.growth_plot import plot_growth  # noqa: E402
 from features.config import TrainingConfig  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL = ("shared", "mmoe", "independent", [])
@@ -117,33 +118,6 @@ def _table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _plot(results: list[dict], path: Path, label: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r["train_rows"] for r in results]
-    fig, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    time_axis.plot(rows, [r["warm_epoch_seconds"] for r in results], "o-", label=label)
-    first = results[0]
-    time_axis.plot(rows, [first["warm_epoch_seconds"] * n / first["train_rows"] for n in rows], "k--", alpha=0.4,
-                   label="linear in rows")
-    memory_axis.plot(rows, [r["peak_rss_mb"] for r in results], "o-", label=label)
-    for axis, label in ((time_axis, "seconds per warm epoch"), (memory_axis, "peak RSS of the trainer (MB)")):
-        axis.set_xscale("log")
-        axis.set_xlabel("training rows")
-        axis.set_ylabel(label)
-        axis.grid(True, alpha=0.3)
-        axis.legend()
-    time_axis.set_yscale("log")
-    memory_axis.set_ylim(0, 1.25 * max(r["peak_rss_mb"] for r in results))
-    fig.suptitle("Training time per epoch and peak memory against rows")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="100000,1000000", help="comma-separated row counts")
@@ -186,7 +160,11 @@ def main():
     plot = f"\n![time and memory against rows]({out.with_suffix('.png').name})\n" if len(results) > 1 else ""
     out.with_suffix(".md").write_text(f"# Training growth\n\n{setup}\n\n{_table(results)}\n{plot}")
     if len(results) > 1:
-        _plot(results, out.with_suffix(".png"), f"MMoE, {'XLA' if args.xla else 'no XLA'}, {args.optimizer}, streamed")
+        label = f"MMoE, {'XLA' if args.xla else 'no XLA'}, {args.optimizer}, streamed"
+        plot_growth({label: [(r["train_rows"], r["warm_epoch_seconds"], r["peak_rss_mb"]) for r in results]},
+                    out.with_suffix(".png"), "Training time per epoch and peak memory against rows",
+                    rows_label="training rows", seconds_label="seconds per warm epoch",
+                    memory_label="peak RSS of the trainer (MB)")
     print(out.with_suffix(".md").read_text())
 
 
