@@ -8,13 +8,16 @@ Follows https://www.tensorflow.org/tfx/serving/api_rest: `instances` (row) or
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import math
 
 import numpy as np
 import tensorflow as tf
 
 from serving.standin.errors import invalid_argument
+
+_INT64_MIN, _INT64_MAX = -2**63, 2**63 - 1
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def parse_body(body: bytes) -> dict:
@@ -36,7 +39,7 @@ def decode_value(value, where: str):
             raise invalid_argument(f"{where}: an object value must be {{\"b64\": \"<base64 string>\"}}, got {value}")
         try:
             return base64.b64decode(value["b64"], validate=True)
-        except binascii.Error as err:
+        except ValueError as err:  # binascii.Error, or non-ASCII text
             raise invalid_argument(f"{where}: invalid base64 in b64 value: {err}") from None
     return value
 
@@ -50,14 +53,14 @@ def _leaves(values):
 
 
 def _array(values, where: str) -> np.ndarray:
-    # Bytes stay Python objects: numpy's fixed-width "S" arrays drop trailing NUL bytes,
-    # which would corrupt serialized examples.
-    binary = any(isinstance(leaf, bytes) for leaf in _leaves(values))
+    # Text and bytes stay Python objects: numpy's fixed-width "U" and "S" arrays drop trailing
+    # NUL characters, which would corrupt serialized examples and change strings.
+    textual = any(isinstance(leaf, (bytes, str)) for leaf in _leaves(values))
     try:
-        array = np.asarray(values, dtype=object if binary else None)
+        array = np.asarray(values, dtype=object if textual else None)
     except ValueError as err:
         raise invalid_argument(f"{where}: values must form a rectangular tensor: {err}") from None
-    if array.dtype.kind == "O" and not all(isinstance(v, bytes) for v in array.ravel()):
+    if array.dtype.kind == "O" and not all(isinstance(v, (bytes, str)) for v in array.ravel()):
         raise invalid_argument(f"{where}: values must form a rectangular tensor of one type")
     return array
 
@@ -121,6 +124,18 @@ def predict_response(outputs: dict[str, np.ndarray], row_form: bool) -> dict:
     return {"predictions": [{name: column[i] for name, column in columns.items()} for i in range(rows)]}
 
 
+def _shown(value) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _is_finite_float32(value: int | float) -> bool:
+    try:
+        return math.isfinite(value) and abs(float(value)) <= _FLOAT32_MAX
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _feature(name: str, value) -> tf.train.Feature:
     values = value if isinstance(value, list) else [value]
     if all(isinstance(v, bytes) for v in values):
@@ -128,8 +143,14 @@ def _feature(name: str, value) -> tf.train.Feature:
     if all(isinstance(v, str) for v in values):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
     if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        outside = [v for v in values if not _INT64_MIN <= v <= _INT64_MAX]
+        if outside:
+            raise invalid_argument(f"feature '{name}': {_shown(outside[0])} is outside the int64 range")
         return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        outside = [v for v in values if not _is_finite_float32(v)]
+        if outside:
+            raise invalid_argument(f"feature '{name}': {_shown(outside[0])} is not a finite float32 value")
         return tf.train.Feature(float_list=tf.train.FloatList(value=values))
     raise invalid_argument(f"feature '{name}': values must be all strings, all integers or all numbers, got {value!r}")
 
