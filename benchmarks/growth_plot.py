@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-Point = tuple[int, float, float]  # rows, seconds, peak MB
+Point = tuple[int, float, float]  # rows, seconds, peak memory (in the unit memory_label names)
 
 
 def plot_growth(series: dict[str, list[Point]], path: Path, title: str, rows_label: str = "input rows",

@@ -10,10 +10,11 @@ resident memory of that process and all its descendants (Beam's SDK workers in
 multi-processing mode) every `--sample-seconds` with psutil. Peak RSS is the
 largest sum over the tree seen at one sample, so it counts workers that exist
 at the same time, not a worker's peak added to another's. If memory stays flat
-while rows grow tenfold, rows stream rather than sit in memory. What does
-grow is state per distinct value (vocabulary counts while analysing, lookup
-tables while transforming); `--users` and `--items` fix how many there are, so
-a small input with a large input's cardinality tells the two apart.
+while rows grow tenfold, rows stream rather than sit in memory. Memory can
+also grow with the number of distinct values (vocabulary counts while
+analysing, lookup tables while transforming); `--users` and `--items` fix
+how many there are, so a small input with a large input's cardinality tells
+the two apart.
 
 Writes benchmarks/results/pipeline_scale.{json,md,png} (the figure: time and
 peak memory against rows, one line per set of Beam options); results of
@@ -147,10 +148,9 @@ def _write(results: list[dict]):
     for r in results:
         label = (" ".join(arg.removeprefix("--direct_") for arg in r["beam_args"]) or "one process") + (
             ", fixed users/items" if r["users"] or r["items"] else "")
-        series.setdefault(label, []).append(
-            (r["rows"], r["wall_seconds"], r["peak_rss_mib"] * 2**20 / 1e6))
+        series.setdefault(label, []).append((r["rows"], r["wall_seconds"], r["peak_rss_mib"]))
     plot_growth(series, RESULTS / "pipeline_scale.png", "Beam preprocessing (FnApiRunner): time and peak memory",
-                memory_label="peak RSS of the process tree (MB)")
+                memory_label="peak RSS of the process tree (MiB)")
     lines.append("\n![time and peak memory against rows](pipeline_scale.png)")
     (RESULTS / "pipeline_scale.md").write_text("\n".join(lines) + "\n")
 

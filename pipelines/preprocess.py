@@ -55,12 +55,13 @@ class PipelineError(RecsysError, RuntimeError):
 class ValidateAndSplit(beam.DoFn):
     """Types each raw row; valid rows go to their split, bad ones to the dead letters.
 
-    A second read of the same input passes `emit_dead_letters=False`: its bad
-    rows are the first read's, already written and counted there.
+    A second read of the same input passes `report=False`: its bad rows are
+    the first read's, already written as dead letters there, and its rows
+    were already counted (in the job's counts and Beam's counters).
     """
 
-    def __init__(self, config: Config, header: list[str] | None, emit_dead_letters: bool = True):
-        self._config, self._header, self._emit_dead_letters = config, header, emit_dead_letters
+    def __init__(self, config: Config, header: list[str] | None, report: bool = True):
+        self._config, self._header, self._report = config, header, report
         self._keep = transform_input_columns(config)
 
     def setup(self):
@@ -74,20 +75,22 @@ class ValidateAndSplit(beam.DoFn):
         try:
             row = self._validate(parse_csv_line(raw, self._header) if isinstance(raw, str) else raw)
         except RowError as err:
-            if self._emit_dead_letters:
+            if self._report:
                 beam.metrics.Metrics.counter("dead_letter", err.reason).inc()
                 letter = DeadLetter(err.reason, err.field, err.message, raw)
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, letter.to_json_dict())
             return
         split = split_of(row[self._config.split.key], self._config.split.eval_fraction)
+        if self._report:
+            beam.metrics.Metrics.counter("rows", split).inc()
         yield beam.pvalue.TaggedOutput(split, {name: row[name] for name in self._keep})
 
 
-def _read_and_split(pipeline, config: Config, header: list[str] | None, read: str, emit_dead_letters: bool):
+def _read_and_split(pipeline, config: Config, header: list[str] | None, read: str, report: bool):
     return (pipeline
             | f"Read{read}" >> ReadRawRows(config)
             | f"ValidateAndSplit{read}" >> beam.ParDo(
-                ValidateAndSplit(config, header, emit_dead_letters)).with_outputs(TRAIN, EVAL, DEAD_LETTER))
+                ValidateAndSplit(config, header, report)).with_outputs(TRAIN, EVAL, DEAD_LETTER))
 
 
 class EncodeExamples(beam.DoFn):
@@ -115,8 +118,8 @@ def _count_reasons(dead_letters):
 
 def build_pipeline(pipeline, config: Config, header: list[str] | None, output_dir: Path, temp_dir: str):
     """Adds the whole job to `pipeline`; each step is named after what it does."""
-    rows = _read_and_split(pipeline, config, header, "ForAnalysis", emit_dead_letters=True)
-    rows_again = _read_and_split(pipeline, config, header, "ForTransform", emit_dead_letters=False)
+    rows = _read_and_split(pipeline, config, header, "ForAnalysis", report=True)
+    rows_again = _read_and_split(pipeline, config, header, "ForTransform", report=False)
     raw_metadata = dataset_metadata.DatasetMetadata.from_feature_spec(raw_feature_spec(config))
     with tft_beam.Context(temp_dir=temp_dir):
         transform_fn = ((rows[TRAIN], raw_metadata)

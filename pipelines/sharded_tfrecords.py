@@ -42,6 +42,7 @@ _COPY_CHUNK_BYTES = 8 << 20
 
 
 def shard_path(prefix: str, shard: int, num_shards: int, suffix: str) -> str:
+    """Beam's shard name, `<prefix>-00001-of-00004<suffix>`: both engines name their shards so."""
     return f"{prefix}-{shard:05d}-of-{num_shards:05d}{suffix}"
 
 

@@ -23,6 +23,7 @@ from pipelines.columnar.analysis import TrainAnalyzers
 from pipelines.columnar.reader import iter_csv_batches
 from pipelines.columnar.transform import BatchTransformer, write_transform_fn
 from pipelines.columnar.validation import ColumnarValidator, malformed_letter
+from pipelines.sharded_tfrecords import shard_path
 from pipelines.split import EVAL, SPLITS, TRAIN, split_of
 from pipelines.sources import InputError
 
@@ -52,7 +53,7 @@ class ShardedTFRecordWriter:
     def __init__(self, directory: Path, num_shards: int):
         directory.mkdir(parents=True, exist_ok=True)
         options = tf.io.TFRecordOptions(compression_type="GZIP")
-        self._writers = [tf.io.TFRecordWriter(str(directory / f"part-{i:05d}-of-{num_shards:05d}.tfrecord.gz"),
+        self._writers = [tf.io.TFRecordWriter(shard_path(str(directory / "part"), i, num_shards, ".tfrecord.gz"),
                                               options) for i in range(num_shards)]
 
     def write(self, records: list[bytes]):

@@ -129,11 +129,13 @@ def _shown(value) -> str:
     return text if len(text) <= 40 else f"{text[:37]}..."
 
 
-def _is_finite_float32(value: int | float) -> bool:
+def _fits_float32(value: int | float) -> bool:
+    """TF Serving's rule for a float feature: NaN and ±inf pass, a finite value must be within float32."""
     try:
-        return math.isfinite(value) and abs(float(value)) <= _FLOAT32_MAX
-    except OverflowError:  # an integer too large for a float
+        number = float(value)
+    except OverflowError:  # an integer too large for any float
         return False
+    return not math.isfinite(number) or abs(number) <= _FLOAT32_MAX
 
 
 def _feature(name: str, value) -> tf.train.Feature:
@@ -148,9 +150,10 @@ def _feature(name: str, value) -> tf.train.Feature:
             raise invalid_argument(f"feature '{name}': {_shown(outside[0])} is outside the int64 range")
         return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        outside = [v for v in values if not _is_finite_float32(v)]
+        outside = [v for v in values if not _fits_float32(v)]
         if outside:
-            raise invalid_argument(f"feature '{name}': {_shown(outside[0])} is not a finite float32 value")
+            raise invalid_argument(f"feature '{name}': cannot convert {_shown(outside[0])} to float "
+                                   "without loss of precision")
         return tf.train.Feature(float_list=tf.train.FloatList(value=values))
     raise invalid_argument(f"feature '{name}': values must be all strings, all integers or all numbers, got {value!r}")
 

@@ -102,29 +102,55 @@ def test_examples_merge_over_the_context_and_keep_every_value(context, examples)
 
 NUMBERS = st.integers() | st.floats()
 FEATURE_VALUES = NUMBERS | TEXT | st.lists(NUMBERS | TEXT | st.booleans(), max_size=4)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _fits_float32(value) -> bool:
+    try:
+        return not np.isfinite(float(value)) or abs(float(value)) <= FLOAT32_MAX
+    except OverflowError:
+        return False
+
+
+def _accepted_kind(values: list) -> str | None:
+    """The feature kind TF Serving's JSON rules give these values, None where they must be refused."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if all(isinstance(v, str) for v in values):
+        return "bytes_list"
+    if numbers and all(isinstance(v, int) for v in values):
+        return "int64_list" if all(-2**63 <= v < 2**63 for v in values) else None
+    if numbers:
+        return "float_list" if all(_fits_float32(v) for v in values) else None
+    return None
 
 
 @PROPERTY
 @given(features=st.dictionaries(st.text(min_size=1, max_size=3), FEATURE_VALUES, min_size=1, max_size=3))
 def test_example_values_are_kept_exactly_or_refused(features):
-    """Integers beyond int64, floats beyond float32 and NaN or infinity are refused, never wrapped or rounded away."""
+    """Integers beyond int64 and finite numbers beyond float32 are refused, never wrapped or rounded away;
+    NaN and infinity pass as floats, as TF Serving passes them; anything else valid arrives unchanged."""
     request = rest_json.parse_body(json.dumps({"examples": [features]}).encode())
+    expected = {name: _accepted_kind(value if isinstance(value, list) else [value])
+                for name, value in features.items()}
     try:
         (serialized,) = rest_json.examples_of(request)
     except ServingError as err:
         assert err.code == grpc.StatusCode.INVALID_ARGUMENT and err.message
+        assert None in expected.values(), f"refused a valid request: {err.message}"
         return
+    assert None not in expected.values(), f"accepted {features}"
     parsed = tf.train.Example.FromString(serialized).features.feature
     for name, value in features.items():
         values = value if isinstance(value, list) else [value]
         kind = parsed[name].WhichOneof("kind")
         got = list(getattr(parsed[name], kind).value) if kind else []
-        if kind == "bytes_list":
-            assert [v.decode() for v in got] == values
-        elif kind == "int64_list":
-            assert got == values
-        elif kind == "float_list":
-            assert np.isfinite(got).all()
-            np.testing.assert_array_equal(got, np.float32(values))
+        if not values:
+            assert got == []
+        elif kind == "bytes_list":
+            assert expected[name] == kind and [v.decode() for v in got] == values
         else:
-            assert values == []
+            assert kind == expected[name]
+            if kind == "int64_list":
+                assert got == values
+            else:
+                np.testing.assert_array_equal(got, np.float32(values))
