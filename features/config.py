@@ -161,14 +161,81 @@ class TrainingConfig(_Section):
         return 20_000 if self.optimizer == "lazy_adam" and not self.jit_compile else 200_000
 
 
+class SlotsConfig(_Section):
+    """`format: slots`: lines of leading values then `field:id` tokens (PaddleRec's Ali-CCP, libsvm-like logs).
+
+    ``1,0,0,101:12,150_14:18,150_14:19`` with ``leading: [sample_id, click, purchase]`` and
+    ``fields: {"101": user_id, "150_14": user_tags}`` gives sample_id 1, click 0, purchase 0,
+    user_id '12' and user_tags ['18', '19']. A field mapped to a `string_list` column collects
+    every occurrence; a single-valued column whose field repeats is a dead letter.
+    """
+
+    leading: list[str] = Field(..., min_length=1, description="columns of the first tokens, by position")
+    fields: dict[str, str] = Field(..., min_length=1, description="field id -> column")
+    token_separator: str = Field(",", min_length=1)
+    field_separator: str = Field(":", min_length=1, description="between a token's field id and value")
+    unknown_fields: Literal["ignore", "dead_letter"] = "ignore"  # counted either way (manifest)
+
+
 class InputConfig(_Section):
-    path: str
-    format: Literal["csv", "parquet"] | None = None
+    """Where the raw rows are and how they are written.
+
+    Either one `path` (split by a stable hash, see `split`), or the splits as
+    given: `train` (required), `eval` and `test` (optional; without `eval`, eval
+    rows are hashed out of train). Each is a file or glob; relative paths are
+    relative to the config file.
+    """
+
+    path: str | None = None
+    train: str | None = None
+    eval: str | None = None
+    test: str | None = None
+    # csv | parquet | tfrecord (serialized tf.Example, gzip or not) | slots; inferred from the extension
+    format: Literal["csv", "parquet", "tfrecord", "slots"] | None = None
+    # CSV dialect
+    header: bool = Field(True, description="false: no header line; names and order from column_names or columns")
+    column_names: list[str] = Field([], description="a headerless file's columns in order (default: columns)")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    quote_char: str | None = Field('"', min_length=1, max_length=1, description="null: no quoting")
+    null_values: list[str] = Field([], description="texts meaning 'missing' besides the empty string, e.g. '?'")
+    strip: bool = Field(False, description="trim blanks around every value (Census-Income writes ', ')")
+    slots: SlotsConfig | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_layout(self):
+        if (self.path is None) == (self.train is None):
+            raise ValueError("give either `path` (one input, split by hash) or `train` "
+                             "(with optional `eval` and `test`, kept as given)")
+        if self.path is not None and (self.eval or self.test):
+            raise ValueError("`eval`/`test` go with `train`, not with `path`")
+        if (self.format == "slots") != (self.slots is not None):
+            raise ValueError("format 'slots' needs a `slots` section, and only it takes one")
+        return self
+
+    @property
+    def patterns(self) -> dict[str | None, str]:
+        """{split name or None (hash-split): file or glob}."""
+        if self.path is not None:
+            return {None: self.path}
+        given = {"train": self.train, "eval": self.eval, "test": self.test}
+        return {split: pattern for split, pattern in given.items() if pattern}
+
+    @property
+    def first_pattern(self) -> str:
+        return self.path or self.train
 
 
 class SplitConfig(_Section):
-    key: str
+    """The hashed split of one input (or of `input.train` when no `input.eval` is given).
+
+    `key` hashes one column (rows sharing a key stay together: split by user to
+    keep a user's history out of eval). Without a key the whole validated row
+    is hashed (every configured column, typed), so identical rows fall together.
+    """
+
+    key: str | None = None
     eval_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="a test split hashed out too (one input only)")
 
 
 class PipelineConfig(_Section):
@@ -178,6 +245,9 @@ class PipelineConfig(_Section):
     # beam: Beam + tf.Transform analyzers (runs on Dataflow, Flink, Spark; the reference).
     # columnar: one process on Arrow batches, same artifacts, much faster (pipelines/columnar/).
     engine: Literal["beam", "columnar"] = "beam"
+    # A row whose downstream label is set outside its sample space (a purchase without a
+    # click): reject it (dead letter), drop it (counted), or repair it (clear the downstream label, counted).
+    sample_space_violations: Literal["reject", "drop", "repair"] = "reject"
 
 
 class ExportConfig(_Section):
@@ -288,10 +358,12 @@ class Config(_Section):
     artifacts_dir: str | None = None
     input: InputConfig
     columns: list[Column]
+    # keys every feature takes unless it sets them itself, e.g. {embedding_dim: 16, oov_buckets: 2}
+    feature_defaults: dict = {}
     features: list[Feature]
     sequences: list[Sequence] = []
     tasks: list[Task]
-    split: SplitConfig
+    split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     pipeline: PipelineConfig = PipelineConfig()
@@ -313,7 +385,23 @@ class Config(_Section):
     def input_format(self) -> str:
         if self.input.format:
             return self.input.format
-        return "parquet" if self.input.path.endswith(".parquet") else "csv"
+        path = self.input.first_pattern.lower()
+        for suffix in (".gz", ".bz2", ".zst", ".zstd"):
+            path = path.removesuffix(suffix)
+        if path.endswith(".parquet"):
+            return "parquet"
+        return "tfrecord" if path.endswith((".tfrecord", ".tfrecords")) else "csv"
+
+    @property
+    def split_names(self) -> list[str]:
+        """The splits this config produces: train and eval always, test when given or hashed out."""
+        has_test = self.input.test is not None or (self.input.path is not None and self.split.test_fraction > 0)
+        return ["train", "eval"] + (["test"] if has_test else [])
+
+    @property
+    def raw_column_names(self) -> list[str]:
+        """A headerless CSV's columns in file order."""
+        return list(self.input.column_names) or [c.name for c in self.columns]
 
     @property
     def label_columns(self) -> list[str]:
@@ -398,15 +486,34 @@ def load_config(path: str | Path) -> Config:
     """
     path = Path(path)
     config = parse_config(_read_with_base(path), source=str(path))
-    input_path = Path(config.input.path)
-    if not input_path.is_absolute() and "://" not in config.input.path:
-        resolved = (path.parent / input_path).as_posix()
-        config = config.model_copy(update={"input": config.input.model_copy(update={"path": resolved})})
-    return config
+    resolved = {key: _relative_to(path.parent, pattern) for key in ("path", "train", "eval", "test")
+                if (pattern := getattr(config.input, key)) is not None}
+    return config.model_copy(update={"input": config.input.model_copy(update=resolved)})
+
+
+def _relative_to(directory: Path, pattern: str) -> str:
+    if Path(pattern).is_absolute() or "://" in pattern:
+        return pattern
+    return (directory / pattern).as_posix()
+
+
+def _with_feature_defaults(raw: dict, source: str) -> dict:
+    """`feature_defaults` filled into every feature that does not set the key itself."""
+    defaults = raw.get("feature_defaults") or {}
+    refused = (sorted(k for k in defaults if k not in Feature.model_fields or k in ("name", "column"))
+               if isinstance(defaults, dict) else ["(not a mapping)"])
+    if refused:
+        raise ConfigError(f"{source}: invalid config:\n  feature_defaults: {', '.join(map(str, refused))} "
+                          "cannot be defaulted (give a feature's keys other than name and column)")
+    if not defaults or not isinstance(raw.get("features"), list):
+        return raw
+    features = [{**defaults, **f} if isinstance(f, dict) else f for f in raw["features"]]
+    return {**raw, "features": features}
 
 
 def parse_config(raw: dict, source: str = "config") -> Config:
     """Validates a config mapping: types and ranges first, then cross-references."""
+    raw = _with_feature_defaults(raw, source)
     try:
         config = Config.model_validate(raw)
     except pydantic.ValidationError as err:
@@ -419,7 +526,7 @@ def parse_config(raw: dict, source: str = "config") -> Config:
 
 
 def _all_keys() -> set[str]:
-    sections = [Column, Feature, Sequence, Task, Esmm, ModelConfig, TrainingConfig, InputConfig,
+    sections = [Column, Feature, Sequence, Task, Esmm, ModelConfig, TrainingConfig, InputConfig, SlotsConfig,
                 SplitConfig, PipelineConfig, ExportConfig, EvaluationConfig, SslConfig, Config,
                 SliceConfig, BootstrapConfig, ValidationConfig]
     return {key for section in sections for key in section.model_fields}
@@ -545,9 +652,39 @@ def _task_problems(config: Config, columns: dict[str, Column]):
                        "over all impressions")
 
 
-def _other_problems(config: Config, columns: dict[str, Column]):
-    if config.split.key not in columns:
+def _input_problems(config: Config, columns: dict[str, Column]):
+    source = config.input
+    if config.split.key is not None and config.split.key not in columns:
         yield f"split.key: no column named '{config.split.key}' in columns"
+    if config.split.test_fraction and source.path is None:
+        yield "split.test_fraction: only for one input (input.path); give input.test for files kept as given"
+    if config.split.eval_fraction + config.split.test_fraction >= 1.0:
+        yield "split: eval_fraction + test_fraction must leave rows for train"
+    if source.column_names:
+        for dup in _duplicates(list(source.column_names)):
+            yield f"input.column_names: '{dup}' is listed more than once"
+        for name in columns:
+            if name not in source.column_names and columns[name].required:
+                yield f"input.column_names: required column '{name}' is not among the file's columns"
+        if source.header:
+            yield "input.column_names: only for files without a header (input.header: false)"
+    if source.null_values and "" in source.null_values:
+        yield "input.null_values: the empty string is always missing; list only other texts"
+    if source.slots is not None:
+        mapped = list(source.slots.leading) + list(source.slots.fields.values())
+        for name in mapped:
+            if name not in columns:
+                yield f"input.slots: no column named '{name}' in columns"
+        for dup in _duplicates(mapped):
+            yield f"input.slots: column '{dup}' is mapped more than once"
+    for i, column in enumerate(config.columns):
+        if column.type == "string_list" and column.separator == source.delimiter and config.input_format == "csv":
+            yield (f"columns[{i}] ({column.name}).separator: '{column.separator}' is also input.delimiter; "
+                   "list items need another separator")
+
+
+def _other_problems(config: Config, columns: dict[str, Column]):
+    yield from _input_problems(config, columns)
     feature_columns = set(config.feature_columns)
     for task_name, column in config.evaluation.truth.items():
         if task_name not in config.output_names:

@@ -24,11 +24,11 @@ def test_unknown_key_is_named_with_a_suggestion(raw_config):
 
 
 def test_missing_section_and_bad_values_are_named(raw_config):
-    del raw_config["split"]
+    del raw_config["export"]
     raw_config["training"]["batch_size"] = 0
     raw_config["model"]["structure"] = "esmn"
     message = _error(raw_config)
-    assert "split: required key is missing" in message
+    assert "export: required key is missing" in message
     assert "training.batch_size" in message and "greater than 0" in message
     assert "model.structure" in message and "esmn" in message
 
