@@ -122,7 +122,9 @@ class TrainingConfig(_Section):
     # adam, or lazy_adam: sparse updates of the tables above dense_update_max_rows touch only
     # the rows a batch looked up, so a step's cost follows the batch, not the table (see recsys.optimizers).
     optimizer: Literal["adam", "lazy_adam"] = "adam"
-    early_stopping_patience: int = Field(2, ge=0)
+    # Epochs without improvement of `monitor` before training stops (0 and 1: at the first);
+    # null: never stop. The published weights are those of the best epoch by `monitor`, or with null the last.
+    early_stopping_patience: int | None = Field(2, ge=0)
     shuffle_buffer: int = Field(10_000, gt=0)
     monitor: str = "val_total_loss"  # early stopping and best checkpoint; '..._auc' is maximised
     model_dir: str | None = None  # default <artifacts_dir>/model; several models can share one dataset

@@ -94,6 +94,19 @@ def make_item_dataset(files: list[str], feature_spec: dict, batch_size: int, see
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+def item_epochs(files: list[str], feature_spec: dict, batch_size: int, seed: int, shuffle_buffer: int,
+                first_epoch: int, epochs: int, steps_per_epoch: int) -> tf.data.Dataset:
+    """`make_item_dataset` draws for epochs `first_epoch` .. `epochs - 1`, `steps_per_epoch` batches each.
+
+    As with `training_epochs`, each epoch's draws depend on (seed, epoch) alone,
+    so a run resumed at epoch k contrasts the items an uninterrupted run does.
+    """
+    per_epoch = [make_item_dataset(files, feature_spec, batch_size, seed=epoch_seed(seed, epoch),
+                                   shuffle_buffer=shuffle_buffer).take(steps_per_epoch)
+                 for epoch in range(first_epoch, epochs)]
+    return functools.reduce(tf.data.Dataset.concatenate, per_epoch)
+
+
 def with_item_batches(dataset: tf.data.Dataset, items: tf.data.Dataset, key: str) -> tf.data.Dataset:
     """Each batch of `dataset` carries one batch of `items` under `key`; ends when `dataset` does."""
     merged = tf.data.Dataset.zip((dataset, items)).map(lambda batch, item_batch: {**batch, key: item_batch})

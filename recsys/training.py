@@ -1,12 +1,17 @@
 """Training a ranker on the pipeline's artifacts: checkpoints, early stopping, TensorBoard.
 
 Reproducible with the config's seed: Python, NumPy and TensorFlow are seeded,
-op determinism is on, and each epoch's input order is a function of the seed
-and the epoch number only. That is what lets a killed run resume: the
-BackupAndRestore callback keeps the model and optimiser at every epoch end
-under `<model_dir>/backup`, and a restarted `recsys train` continues from the
-next epoch with the same data order an uninterrupted run would have seen.
-The backup is removed when training finishes.
+op determinism is on, each epoch's input order (and catalogue item draw) is a
+function of the seed and the epoch number only, and every random op in the
+model draws from a generator the checkpoints carry (recsys.random_streams).
+That is what lets a killed run resume bit-identically: the backup
+(recsys.backup) keeps the model, optimiser, generators and the logged values
+of every finished epoch under `<model_dir>/backup`; a restarted `recsys train`
+rebuilds early stopping's state from those values (recsys.early_stopping) and
+continues from the next epoch with the data an uninterrupted run would see.
+The published weights are always read back from the chosen epoch's
+checkpoint, and the backup is removed only after they and training.json are
+written, so a kill while publishing is resumed as well.
 
 Under a distribution strategy (`training.distribution`, see recsys.distribution)
 the data is sharded by element, so the workers together see exactly the
@@ -28,8 +33,11 @@ import tensorflow as tf
 from features.artifacts import Artifacts
 from features.config import Config
 from features.errors import RecsysError
-from recsys.data import (corrupt_shard_error, in_memory_epochs, make_dataset, make_item_dataset, shard_by_element,
+from recsys.atomic_files import replace_directory, staging_directory, write_atomically
+from recsys.backup import backup_callbacks, past_epochs, remove_backup, resumed_epoch
+from recsys.data import (corrupt_shard_error, in_memory_epochs, item_epochs, make_dataset, shard_by_element,
                          split_files, training_epochs, transformed_feature_spec, with_item_batches, with_known_steps)
+from recsys.early_stopping import BestEpochEarlyStopping
 from recsys.distribution import (DistributionError, is_chief, make_strategy, resolve_mode,
                                  serve_if_parameter_server_task)
 from recsys.models.ranker import MultiTaskRanker, build_ranker
@@ -84,37 +92,37 @@ def _backup_dir(artifacts: Artifacts) -> Path:
     return artifacts.model_dir / "backup"
 
 
-def resumed_epoch(backup_dir: Path) -> int:
-    """The first epoch (0-based) a run with this backup continues from; 0 without one.
-
-    Read from the BackupAndRestore checkpoint before training so the input can
-    start at that epoch's order; `fit` reads the same value when it restores.
-    """
-    latest = tf.train.latest_checkpoint(str(backup_dir / "chief"))
-    if latest is None:
-        return 0
-    return int(tf.train.load_variable(latest, "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")) + 1
+_CHECKPOINT_NAME = "epoch-{epoch:03d}"  # ModelCheckpoint's pattern; it counts epochs from 1
 
 
-def _callbacks(config: Config, artifacts: Artifacts, steps_per_epoch: int, verbose: bool,
-               batch_hooks: bool = True) -> list:
-    """Keras callbacks; `batch_hooks=False` under ParameterServerStrategy, which allows only epoch-level ones."""
+def _epoch_checkpoint(artifacts: Artifacts, epoch: int) -> Path:
+    """Where ModelCheckpoint saved the weights of 0-based `epoch`."""
+    return artifacts.model_dir / "checkpoints" / _CHECKPOINT_NAME.format(epoch=epoch + 1)
+
+
+def _early_stopping(config: Config, past: list[dict]) -> BestEpochEarlyStopping:
+    """Early stopping in the state the `past` epochs (those before a resume) left it."""
     monitor = config.training.monitor
-    mode = "max" if monitor.endswith("auc") else "min"
-    callbacks = [
+    return BestEpochEarlyStopping(monitor, "max" if monitor.endswith("auc") else "min",
+                                  config.training.early_stopping_patience, past)
+
+
+def _callbacks(config: Config, artifacts: Artifacts, steps_per_epoch: int, early_stopping: BestEpochEarlyStopping,
+               backup: list, batch_hooks: bool = True) -> list:
+    """Keras callbacks; `batch_hooks=False` under ParameterServerStrategy, which allows only epoch-level ones.
+
+    `backup` (recsys.backup.backup_callbacks) comes last, so an epoch is backed
+    up only after every other callback accepted it and its checkpoint is whole.
+    """
+    return [
         _StopOnShortInput(steps_per_epoch, split_files(artifacts.root, "train")),
         (StopOnNonFiniteLoss if batch_hooks else StopOnNonFiniteEpochLoss)(config.output_names),
-        tf.keras.callbacks.ModelCheckpoint(
-            str(artifacts.model_dir / "checkpoints" / "epoch-{epoch:03d}"), save_weights_only=True,
-            monitor=monitor, mode=mode),
-        tf.keras.callbacks.EarlyStopping(
-            monitor=monitor, mode=mode, patience=config.training.early_stopping_patience,
-            restore_best_weights=True, verbose=int(verbose)),
+        tf.keras.callbacks.ModelCheckpoint(str(artifacts.model_dir / "checkpoints" / _CHECKPOINT_NAME),
+                                           save_weights_only=True),
+        early_stopping,
         tf.keras.callbacks.TensorBoard(str(artifacts.model_dir / "logs"), update_freq="epoch"),
-        # Last, so an epoch's backup is written only after every other callback accepted the epoch.
-        tf.keras.callbacks.BackupAndRestore(str(_backup_dir(artifacts))),
+        *backup,
     ]
-    return callbacks
 
 
 def ssl_task_from_artifacts(config: Config, artifacts: Artifacts, manifest: dict) -> dict:
@@ -134,21 +142,32 @@ def ssl_task_from_artifacts(config: Config, artifacts: Artifacts, manifest: dict
     return ssl_task_config(config, manifest["model_inputs"], mutual_information)
 
 
-def _catalogue_items(config: Config, artifacts: Artifacts, manifest: dict, spec: dict):
-    """Endless uniform draws from the item corpus, parsing only the item features."""
+def _catalogue_items(config: Config, artifacts: Artifacts, manifest: dict, spec: dict, first_epoch: int,
+                     steps_per_epoch: int):
+    """Uniform draws from the item corpus, one batch per training step, parsing only the item features."""
     files = sorted(str(p) for p in artifacts.item_corpus_dir.glob("*.tfrecord.gz"))
     if not files:
         raise FileNotFoundError(f"no item corpus in {artifacts.item_corpus_dir}; run `recsys preprocess` "
                                 "with ssl.enabled: true")
     item_spec = {name: spec[name] for name in config.ssl_item_features}
-    return make_item_dataset(files, item_spec, config.ssl.batch_size or config.training.batch_size,
-                             seed=config.seed, shuffle_buffer=max(manifest["ssl"]["items"], 1))
+    return item_epochs(files, item_spec, config.ssl.batch_size or config.training.batch_size, seed=config.seed,
+                       shuffle_buffer=max(manifest["ssl"]["items"], 1), first_epoch=first_epoch,
+                       epochs=config.training.epochs, steps_per_epoch=steps_per_epoch)
 
 
-def _save_final_weights(ranker: MultiTaskRanker, artifacts: Artifacts, chief: bool):
-    """Every worker must save (variables may need a collective read); only the chief keeps its copy."""
+def _publish_weights(ranker: MultiTaskRanker, artifacts: Artifacts, epoch: int, chief: bool):
+    """Saves `epoch`'s weights, read back from its checkpoint, as `<model_dir>/weights/ranker`.
+
+    Reading them back, rather than holding the best weights in memory, makes
+    an uninterrupted run and a resumed one publish the same bytes. Every
+    worker must save (variables may need a collective read); only the chief
+    keeps its copy, written aside and swapped in whole.
+    """
     if chief:
-        ranker.save_weights(str(artifacts.weights_path))
+        ranker.load_weights(str(_epoch_checkpoint(artifacts, epoch))).expect_partial()
+        staging = staging_directory(artifacts.weights_path.parent)
+        ranker.save_weights(str(staging / artifacts.weights_path.name))
+        replace_directory(staging, artifacts.weights_path.parent)
         return
     scratch = tempfile.mkdtemp(prefix="recsys-worker-weights-")
     ranker.save_weights(str(Path(scratch) / "ranker"))
@@ -156,7 +175,7 @@ def _save_final_weights(ranker: MultiTaskRanker, artifacts: Artifacts, chief: bo
 
 
 def _inputs(config: Config, artifacts: Artifacts, strategy: tf.distribute.Strategy, first_epoch: int,
-            drop_remainder: bool, ssl: dict | None):
+            steps_per_epoch: int, drop_remainder: bool, ssl: dict | None):
     """(training batches from `first_epoch` on, eval batches, validation steps), sharded by element across workers.
 
     Validation steps are None (one pass) except under ParameterServerStrategy,
@@ -171,7 +190,8 @@ def _inputs(config: Config, artifacts: Artifacts, strategy: tf.distribute.Strate
                    training_epochs(files, spec, training.batch_size, shuffle_buffer=training.shuffle_buffer,
                                    **epochs))
         if ssl and config.ssl.item_sampling == "catalogue":
-            dataset = with_item_batches(dataset, _catalogue_items(config, artifacts, manifest, spec), ITEM_BATCH_KEY)
+            items = _catalogue_items(config, artifacts, manifest, spec, first_epoch, steps_per_epoch)
+            dataset = with_item_batches(dataset, items, ITEM_BATCH_KEY)
         return shard_by_element(dataset)
 
     # Under ParameterServerStrategy each worker builds its own input from the function.
@@ -185,7 +205,7 @@ def _inputs(config: Config, artifacts: Artifacts, strategy: tf.distribute.Strate
 
 
 def train(config: Config, verbose: bool = True) -> dict:
-    """Trains the configured ranker, saves its best weights and returns a training summary.
+    """Trains the configured ranker, publishes the weights early stopping chose and returns a training summary.
 
     Progress: a live bar on a terminal, one line per epoch otherwise, nothing if not `verbose`.
     On a parameter-server cluster's "worker" or "ps" task it serves until the job ends instead.
@@ -194,6 +214,76 @@ def train(config: Config, verbose: bool = True) -> dict:
     if serve_if_parameter_server_task(training.distribution):
         return {}
     strategy = make_strategy(training.distribution)  # before any other TensorFlow work
+    _check_strategy(config, strategy)
+    artifacts = Artifacts.of(config)
+    manifest = artifacts.manifest()
+    tf.keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    first_epoch = resumed_epoch(_backup_dir(artifacts))
+    past = past_epochs(_backup_dir(artifacts), first_epoch)
+    early_stopping = _early_stopping(config, past)
+    if first_epoch:
+        _LOG.info("resuming from the backup in %s at epoch %d", _backup_dir(artifacts), first_epoch + 1)
+    train_rows = manifest["rows"]["train"]
+    # An XLA step compiles once per batch shape: a last, smaller batch would cost a second compilation.
+    drop_remainder = training.jit_compile and train_rows >= training.batch_size
+    steps_per_epoch = train_rows // training.batch_size if drop_remainder else math.ceil(
+        train_rows / training.batch_size)
+    epoch_rows = steps_per_epoch * training.batch_size if drop_remainder else train_rows
+    ssl = ssl_task_from_artifacts(config, artifacts, manifest) if config.ssl.enabled else None
+    with strategy.scope():
+        ranker = build_ranker(config, manifest["model_inputs"], ssl)
+        ranker.compile(optimizer=make_optimizer(training.optimizer, training.learning_rate),
+                       steps_per_execution=training.steps_per_execution)
+        ranker.optimizer.build(ranker.trainable_variables)
+    chief = is_chief(strategy)
+    backup = backup_callbacks(_backup_dir(artifacts), past, chief)
+    clock = _TrainingClock()
+    started = time.monotonic()
+    # A run killed after its last epoch, or after early stopping, only has to publish.
+    if first_epoch < training.epochs and not early_stopping.stopped:
+        train_data, eval_data, validation_steps = _inputs(config, artifacts, strategy, first_epoch, steps_per_epoch,
+                                                          drop_remainder, ssl)
+        batch_hooks = not isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
+        callbacks = _callbacks(config, artifacts, steps_per_epoch, early_stopping, backup, batch_hooks) + [clock]
+        try:
+            ranker.fit(train_data, steps_per_epoch=steps_per_epoch, validation_data=eval_data,
+                       validation_steps=validation_steps, epochs=training.epochs, callbacks=callbacks,
+                       verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0)
+        except tf.errors.DataLossError as err:
+            raise corrupt_shard_error(split_files(artifacts.root, "train") + split_files(artifacts.root, "eval"),
+                                      err) from None
+    seconds = time.monotonic() - started
+    published_epoch, reason = early_stopping.published_epoch()
+    _publish_weights(ranker, artifacts, published_epoch, chief)
+    epochs_run = len(clock.epoch_seconds)
+    logged = backup[0].epochs
+    summary = {
+        "epochs_run": epochs_run,
+        "resumed_at_epoch": first_epoch + 1 if first_epoch else None,
+        "published_epoch": published_epoch + 1,
+        "published_because": reason,
+        "distribution": resolve_mode(training.distribution),
+        "replicas": strategy.num_replicas_in_sync,
+        "seconds": round(seconds, 2),
+        "train_examples_per_second": round(epoch_rows * epochs_run / max(sum(clock.epoch_seconds), 1e-9), 1),
+        "epoch_train_seconds": [round(s, 2) for s in clock.epoch_seconds],
+        # Every epoch's values, those before a resume included (from the backup).
+        "history": {name: [epoch[name] for epoch in logged] for name in logged[0]},
+    }
+    if config.training.loss_balancing == "uncertainty":
+        summary["learned_task_weights"] = ranker.learned_task_weights()
+    if chief:
+        write_atomically(artifacts.model_dir / "training.json", json.dumps(summary, indent=2) + "\n")
+        remove_backup(_backup_dir(artifacts))
+    _LOG.info("trained %d epochs in %.1fs (%.0f examples/s); published epoch %d: %s", epochs_run, seconds,
+              summary["train_examples_per_second"], published_epoch + 1, reason)
+    return summary
+
+
+def _check_strategy(config: Config, strategy: tf.distribute.Strategy):
+    """Refuses the training options that run on one replica only when the strategy gives more."""
+    training = config.training
     if training.loss_balancing != "fixed" and strategy.num_replicas_in_sync > 1:
         # PCGrad's projections are not linear, so per-replica ones do not add up to the global one;
         # uncertainty weighting fails TensorFlow's gradient all-reduce (mismatched shapes), not yet solved.
@@ -204,59 +294,6 @@ def train(config: Config, verbose: bool = True) -> dict:
         # The gradient all-reduce happens inside the optimiser step, which XLA would have to compile on CPU.
         raise DistributionError(f"training.jit_compile runs on one replica only, but training.distribution "
                                 f"gives {strategy.num_replicas_in_sync}; set jit_compile: false")
-    artifacts = Artifacts.of(config)
-    manifest = artifacts.manifest()
-    tf.keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
-    first_epoch = resumed_epoch(_backup_dir(artifacts))
-    if first_epoch:
-        _LOG.info("resuming from the backup in %s at epoch %d", _backup_dir(artifacts), first_epoch + 1)
-    train_rows = manifest["rows"]["train"]
-    # An XLA step compiles once per batch shape: a last, smaller batch would cost a second compilation.
-    drop_remainder = training.jit_compile and train_rows >= training.batch_size
-    steps_per_epoch = train_rows // training.batch_size if drop_remainder else math.ceil(
-        train_rows / training.batch_size)
-    epoch_rows = steps_per_epoch * training.batch_size if drop_remainder else train_rows
-    ssl = ssl_task_from_artifacts(config, artifacts, manifest) if config.ssl.enabled else None
-    train_data, eval_data, validation_steps = _inputs(config, artifacts, strategy, first_epoch, drop_remainder, ssl)
-    with strategy.scope():
-        ranker = build_ranker(config, manifest["model_inputs"], ssl)
-        ranker.compile(optimizer=make_optimizer(training.optimizer, training.learning_rate),
-                       steps_per_execution=training.steps_per_execution)
-        ranker.optimizer.build(ranker.trainable_variables)
-    clock = _TrainingClock()
-    batch_hooks = not isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
-    started = time.monotonic()
-    try:
-        history = ranker.fit(train_data, steps_per_epoch=steps_per_epoch, validation_data=eval_data,
-                             validation_steps=validation_steps,
-                             epochs=training.epochs,
-                             callbacks=_callbacks(config, artifacts, steps_per_epoch, verbose, batch_hooks) + [clock],
-                             verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0)
-    except tf.errors.DataLossError as err:
-        raise corrupt_shard_error(split_files(artifacts.root, "train") + split_files(artifacts.root, "eval"),
-                                  err) from None
-    seconds = time.monotonic() - started
-    chief = is_chief(strategy)
-    _save_final_weights(ranker, artifacts, chief)
-    epochs_run = len(history.history["loss"])
-    summary = {
-        "epochs_run": epochs_run,
-        "resumed_at_epoch": first_epoch + 1 if first_epoch else None,
-        "distribution": resolve_mode(training.distribution),
-        "replicas": strategy.num_replicas_in_sync,
-        "seconds": round(seconds, 2),
-        "train_examples_per_second": round(epoch_rows * epochs_run / max(sum(clock.epoch_seconds), 1e-9), 1),
-        "epoch_train_seconds": [round(s, 2) for s in clock.epoch_seconds],
-        "history": {k: [float(v) for v in values] for k, values in history.history.items()},
-    }
-    if config.training.loss_balancing == "uncertainty":
-        summary["learned_task_weights"] = ranker.learned_task_weights()
-    if chief:
-        (artifacts.model_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _LOG.info("trained %d epochs in %.1fs (%.0f examples/s)", epochs_run, seconds,
-              summary["train_examples_per_second"])
-    return summary
 
 
 def load_trained_ranker(config: Config) -> MultiTaskRanker:

@@ -10,7 +10,8 @@ one hides is drawn once per batch:
 
 View two hides the rest. Multi-valued features also lose each value with a
 fixed probability, independently per view. A hidden feature is replaced by a
-learned default embedding in `ItemTower`.
+learned default embedding in `ItemTower`. Every draw comes from the caller's
+`tf.random.Generator`, whose state checkpoints carry (recsys.random_streams).
 """
 from __future__ import annotations
 
@@ -20,16 +21,16 @@ from features.transform import PADDING_ID
 from recsys.layers.mlp import MLP
 
 
-def random_feature_mask(num_features: int, num_masked: int) -> tf.Tensor:
+def random_feature_mask(num_features: int, num_masked: int, rng: tf.random.Generator) -> tf.Tensor:
     """[num_features] bool: `num_masked` features chosen uniformly at random (RFM)."""
-    chosen = tf.random.shuffle(tf.range(num_features))[:num_masked]
+    chosen = tf.argsort(rng.uniform([num_features]))[:num_masked]
     return tf.reduce_any(tf.one_hot(chosen, num_features, on_value=True, off_value=False, dtype=tf.bool), axis=0)
 
 
-def correlated_feature_mask(mutual_information: tf.Tensor, num_masked: int) -> tf.Tensor:
+def correlated_feature_mask(mutual_information: tf.Tensor, num_masked: int, rng: tf.random.Generator) -> tf.Tensor:
     """[num_features] bool: a random seed feature plus its `num_masked - 1` top partners by MI (CFM)."""
     num_features = tf.shape(mutual_information)[0]
-    seed = tf.random.uniform([], 0, num_features, dtype=tf.int32)
+    seed = rng.uniform([], 0, num_features, dtype=tf.int32)
     is_seed = tf.equal(tf.range(num_features), seed)
     partner_scores = tf.where(is_seed, tf.constant(float("-inf"), mutual_information.dtype),
                               tf.gather(mutual_information, seed))
@@ -38,11 +39,11 @@ def correlated_feature_mask(mutual_information: tf.Tensor, num_masked: int) -> t
     return is_seed | is_partner
 
 
-def drop_values(ids: tf.Tensor, rate: float) -> tf.Tensor:
+def drop_values(ids: tf.Tensor, rate: float, rng: tf.random.Generator) -> tf.Tensor:
     """Multi-valued ids [batch, length] with each value replaced by padding with probability `rate`."""
     if rate <= 0.0:
         return ids
-    dropped = tf.random.uniform(tf.shape(ids)) < rate
+    dropped = rng.uniform(tf.shape(ids)) < rate
     return tf.where(dropped, tf.constant(PADDING_ID, ids.dtype), ids)
 
 

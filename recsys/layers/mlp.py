@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from recsys.random_streams import checkpointed_generator
+
 
 class MLP(tf.keras.layers.Layer):
     """Dense → activation (→ dropout) for each entry of `units`.
+
+    Dropout draws from a generator the checkpoints carry (recsys.random_streams),
+    so a run resumed from its backup drops the units an uninterrupted run drops.
 
     Example: `MLP([256, 128], dropout=0.1)(x)` maps [batch, d] to [batch, 128].
     """
@@ -17,14 +22,15 @@ class MLP(tf.keras.layers.Layer):
         regularizer = tf.keras.regularizers.l2(l2) if l2 else None
         self._dense_layers = [tf.keras.layers.Dense(n, activation=activation, kernel_regularizer=regularizer)
                               for n in self.units]
-        self._dropout_layers = [tf.keras.layers.Dropout(dropout) for _ in self.units] if dropout else []
+        self._dropout_noise = checkpointed_generator() if dropout else None
 
     def call(self, inputs, training=None):
         outputs = inputs
-        for i, dense in enumerate(self._dense_layers):
+        for dense in self._dense_layers:
             outputs = dense(outputs)
-            if self._dropout_layers:
-                outputs = self._dropout_layers[i](outputs, training=training)
+            if self._dropout_noise is not None and training:
+                outputs = tf.nn.experimental.general_dropout(outputs, self.dropout,
+                                                             uniform_sampler=self._dropout_noise.uniform)
         return outputs
 
     def get_config(self):

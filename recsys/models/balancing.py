@@ -18,19 +18,20 @@ def uncertainty_weighted(losses: dict[str, tf.Tensor], log_variances: dict[str, 
                      for name, loss in losses.items()])
 
 
-def pcgrad_combine(task_gradients: tf.Tensor) -> tf.Tensor:
+def pcgrad_combine(task_gradients: tf.Tensor, rng: tf.random.Generator) -> tf.Tensor:
     """Sums per-task gradients [tasks, parameters] after PCGrad's pairwise projections.
 
     Each task's gradient is projected against every other task's original
     gradient, in a random order, whenever they conflict. A task's own gradient
     never conflicts with itself (its inner product is not negative), so the
-    shuffled order can include it.
+    shuffled order can include it. The orders come from `rng`, whose state
+    checkpoints carry, so a resumed run projects in the same orders.
     """
     num_tasks = task_gradients.shape[0]
     projected = []
     for i in range(num_tasks):
         gradient = task_gradients[i]
-        for j in tf.unstack(tf.random.shuffle(tf.range(num_tasks)), num=num_tasks):
+        for j in tf.unstack(tf.argsort(rng.uniform([num_tasks])), num=num_tasks):
             other = tf.gather(task_gradients, j)
             conflict = tf.minimum(tf.reduce_sum(gradient * other), 0.0)
             gradient -= conflict / (tf.reduce_sum(other * other) + 1e-12) * other

@@ -21,6 +21,7 @@ from recsys.layers.dtrn import DTRNBottom
 from recsys.models.balancing import (flatten_gradients, pcgrad_combine, uncertainty_weighted,
                                      unflatten_gradients)
 from recsys.models.self_supervised import SelfSupervisedItemTask
+from recsys.random_streams import checkpointed_generator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +159,8 @@ class MultiTaskRanker(tfrs.models.Model):
         self.log_variances = {o.output: self.add_weight(name=f"{o.output}_log_variance", shape=(),
                                                         initializer="zeros")
                               for o in self.objectives if o.in_loss and loss_balancing == "uncertainty"}
+        # PCGrad's projection orders, from a stream the checkpoints carry (see recsys.random_streams).
+        self.projection_order_noise = checkpointed_generator() if loss_balancing == "pcgrad" else None
         self.self_supervised = SelfSupervisedItemTask(**ssl, name="self_supervised") if ssl else None
         self.ssl_loss_tracker = tf.keras.metrics.Mean(name="ssl_loss") if ssl else None
 
@@ -294,7 +297,7 @@ class MultiTaskRanker(tfrs.models.Model):
     def _pcgrad_gradients(self, tape, losses: dict, regularization, variables: list) -> list:
         task_gradients = tf.stack([flatten_gradients(tape.gradient(loss, variables), variables)
                                    for loss in losses.values()])
-        combined = pcgrad_combine(task_gradients)
+        combined = pcgrad_combine(task_gradients, self.projection_order_noise)
         combined += flatten_gradients(tape.gradient(regularization, variables), variables)
         return unflatten_gradients(combined, variables)
 

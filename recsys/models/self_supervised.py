@@ -20,6 +20,7 @@ import tensorflow_recommenders as tfrs
 
 from recsys.layers.augmentation import ItemTower, correlated_feature_mask, drop_values, random_feature_mask
 from recsys.layers.embedding import FeatureEmbedding
+from recsys.random_streams import checkpointed_generator
 
 # The key under which a batch carries its separately drawn catalogue items (see `recsys.data`).
 ITEM_BATCH_KEY = "ssl_items"
@@ -58,6 +59,8 @@ class SelfSupervisedItemTask(tf.keras.layers.Layer):
         self.encoder_units, self.activation = list(encoder_units), activation
         self.mutual_information = mutual_information
         self.names = [spec["name"] for spec in self.item_inputs]
+        # Masks and value drops, from a stream the checkpoints carry, so a resumed run augments alike.
+        self.augmentation_noise = checkpointed_generator()
         self.num_masked = masked_count(len(self.names), mask_rate)
         widths = [(spec["name"], 1 if spec["kind"] == "numeric" else spec["embedding_dim"])
                   for spec in self.item_inputs]
@@ -69,8 +72,9 @@ class SelfSupervisedItemTask(tf.keras.layers.Layer):
     def view_one_mask(self) -> tf.Tensor:
         """[features] bool: the features view one hides this batch; view two hides the others."""
         if self.strategy == "cfm":
-            return correlated_feature_mask(tf.constant(self.mutual_information, tf.float32), self.num_masked)
-        return random_feature_mask(len(self.names), self.num_masked)
+            return correlated_feature_mask(tf.constant(self.mutual_information, tf.float32), self.num_masked,
+                                           self.augmentation_noise)
+        return random_feature_mask(len(self.names), self.num_masked, self.augmentation_noise)
 
     def item_features(self, batch: dict) -> dict:
         """The items this step contrasts: a catalogue draw riding along the batch, or the impressions' own."""
@@ -80,7 +84,7 @@ class SelfSupervisedItemTask(tf.keras.layers.Layer):
 
     def view(self, items: dict, embedding: FeatureEmbedding, masked: tf.Tensor, training=None) -> tf.Tensor:
         """One view's [batch, units[-1]] unit vectors."""
-        ids = {spec["name"]: drop_values(items[spec["name"]], self.dropout_rate) if spec["kind"] == "multi_valued"
+        ids = {spec["name"]: drop_values(items[spec["name"]], self.dropout_rate, self.augmentation_noise) if spec["kind"] == "multi_valued"
                else items[spec["name"]] for spec in self.item_inputs}
         return self.tower(embedding.field_embeddings(ids, names=self.names), masked, training=training)
 
