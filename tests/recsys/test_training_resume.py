@@ -28,9 +28,11 @@ ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 5
 
 
-def resume_config(workdir: Path, artifacts: Path, name: str, **training) -> Path:
+def resume_config(workdir: Path, artifacts: Path, name: str, ssl: dict | None = None, **training) -> Path:
     """The tiny model with dropout, trained until early stopping ends it at epoch 4 of 5 (publishing epoch 2)."""
     raw = yaml.safe_load(SAMPLE_CONFIG.read_text())
+    if ssl:
+        raw["ssl"] = ssl
     raw["input"]["path"] = str(workdir / "logs.csv")
     raw["artifacts_dir"] = str(artifacts)
     raw["model"].update(tower_units=[16], dropout=0.1)
