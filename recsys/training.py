@@ -37,9 +37,9 @@ from recsys.atomic_files import replace_directory, staging_directory, write_atom
 from recsys.backup import backup_callbacks, past_epochs, remove_backup, resumed_epoch
 from recsys.data import (corrupt_shard_error, in_memory_epochs, item_epochs, make_dataset, shard_by_element,
                          split_files, training_epochs, transformed_feature_spec, with_item_batches, with_known_steps)
-from recsys.early_stopping import BestEpochEarlyStopping
 from recsys.distribution import (DistributionError, is_chief, make_strategy, resolve_mode,
                                  serve_if_parameter_server_task)
+from recsys.early_stopping import BestEpochEarlyStopping
 from recsys.models.ranker import MultiTaskRanker, build_ranker
 from recsys.models.self_supervised import ITEM_BATCH_KEY, ssl_task_config
 from recsys.numerics import StopOnNonFiniteEpochLoss, StopOnNonFiniteLoss
