@@ -9,12 +9,13 @@ there, the epoch it resumed at, the published epoch, and the largest absolute
 difference over every variable of the published checkpoint (weights,
 optimiser slots, generator states) from the uninterrupted run's.
 
-    python benchmarks/resume_sweep.py --workdir /tmp/resume_sweep [--variant ssl_pcgrad]
+    python benchmarks/resume_sweep.py --workdir /tmp/resume_sweep [--variant ssl_pcgrad] [--epochs 2,3]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -50,16 +51,18 @@ def prepare_artifacts(workdir: Path) -> Path:
     return artifacts
 
 
-def kills(epochs_run: int) -> list[tuple[str, int]]:
-    """Every per-epoch point at every epoch the uninterrupted run trained, then the two publishing points."""
-    per_epoch = [p for p in POINTS if p not in ("publishing", "training_json")]
-    return [(p, e) for e in range(epochs_run) for p in per_epoch] + [("publishing", 0), ("training_json", 0)]
+def kills(epochs: list[int], points: list[str]) -> list[tuple[str, int]]:
+    """Each per-epoch point at each of `epochs` (0-based), then the publishing points among `points`."""
+    once = ("publishing", "training_json")
+    return ([(p, e) for e in epochs for p in points if p not in once] + [(p, 0) for p in points if p in once])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="dropout")
+    parser.add_argument("--epochs", default=None, help="1-based epochs to kill in, e.g. 2,3 (default: every epoch run)")
+    parser.add_argument("--points", default=",".join(POINTS), help=f"comma-separated, of {POINTS}")
     parser.add_argument("--out", type=Path, default=None, help="default benchmarks/results/resume_sweep_<variant>")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -67,6 +70,7 @@ def main():
     artifacts = prepare_artifacts(args.workdir)
     options = VARIANTS[args.variant]
 
+    shutil.rmtree(args.workdir / f"{args.variant}_uninterrupted", ignore_errors=True)
     reference_config = resume_config(args.workdir, artifacts, f"{args.variant}_uninterrupted", **options)
     finished = run_training(reference_config)
     assert finished.returncode == 0, finished.stderr[-3000:]
@@ -75,8 +79,10 @@ def main():
     expected = published(reference_dir)
 
     rows = []
-    for point, epoch in kills(reference["epochs_run"]):
+    epochs = ([int(e) - 1 for e in args.epochs.split(",")] if args.epochs else list(range(reference["epochs_run"])))
+    for point, epoch in kills(epochs, args.points.split(",")):
         name = f"{args.variant}_{point}_{epoch}"
+        shutil.rmtree(args.workdir / name, ignore_errors=True)  # a backup left by an earlier sweep would resume
         config = resume_config(args.workdir, artifacts, name, **options)
         started = time.monotonic()
         killed = run_killed(config, point, epoch)
