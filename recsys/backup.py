@@ -66,12 +66,6 @@ class EpochLog(tf.keras.callbacks.Callback):
             write_atomically(self.path, json.dumps(self.epochs, indent=1) + "\n")
 
 
-def backup_callbacks(backup_dir: Path, past: list[dict], chief: bool) -> list[tf.keras.callbacks.Callback]:
-    """The epoch log and Keras's checkpoint, in that order, kept after `fit` (see `remove_backup`)."""
-    return [EpochLog(backup_dir, past, chief),
-            tf.keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=False)]
-
-
 def remove_backup(backup_dir: Path):
     """Deletes the whole backup directory, once what it protects is published."""
     shutil.rmtree(backup_dir, ignore_errors=True)

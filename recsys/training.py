@@ -34,7 +34,7 @@ from features.artifacts import Artifacts
 from features.config import Config
 from features.errors import RecsysError
 from recsys.atomic_files import replace_directory, staging_directory, write_atomically
-from recsys.backup import backup_callbacks, past_epochs, remove_backup, resumed_epoch
+from recsys.backup import EpochLog, past_epochs, remove_backup, resumed_epoch
 from recsys.data import (corrupt_shard_error, in_memory_epochs, item_epochs, make_dataset, shard_by_element,
                          split_files, training_epochs, transformed_feature_spec, with_item_batches, with_known_steps)
 from recsys.distribution import (DistributionError, is_chief, make_strategy, resolve_mode,
@@ -108,11 +108,13 @@ def _early_stopping(config: Config, past: list[dict]) -> BestEpochEarlyStopping:
 
 
 def _callbacks(config: Config, artifacts: Artifacts, steps_per_epoch: int, early_stopping: BestEpochEarlyStopping,
-               backup: list, batch_hooks: bool = True) -> list:
+               epoch_log: EpochLog, batch_hooks: bool = True) -> list:
     """Keras callbacks; `batch_hooks=False` under ParameterServerStrategy, which allows only epoch-level ones.
 
-    `backup` (recsys.backup.backup_callbacks) comes last, so an epoch is backed
-    up only after every other callback accepted it and its checkpoint is whole.
+    The backup (recsys.backup: the epoch log, then Keras's checkpoint) comes
+    last, so an epoch is backed up only after every other callback accepted it
+    and its checkpoint is whole. Keras would delete its checkpoint when `fit`
+    ends; `train` removes the backup itself once the weights are published.
     """
     return [
         _StopOnShortInput(steps_per_epoch, split_files(artifacts.root, "train")),
@@ -121,7 +123,8 @@ def _callbacks(config: Config, artifacts: Artifacts, steps_per_epoch: int, early
                                            save_weights_only=True),
         early_stopping,
         tf.keras.callbacks.TensorBoard(str(artifacts.model_dir / "logs"), update_freq="epoch"),
-        *backup,
+        epoch_log,
+        tf.keras.callbacks.BackupAndRestore(str(_backup_dir(artifacts)), delete_checkpoint=False),
     ]
 
 
@@ -237,7 +240,7 @@ def train(config: Config, verbose: bool = True) -> dict:
                        steps_per_execution=training.steps_per_execution)
         ranker.optimizer.build(ranker.trainable_variables)
     chief = is_chief(strategy)
-    backup = backup_callbacks(_backup_dir(artifacts), past, chief)
+    epoch_log = EpochLog(_backup_dir(artifacts), past, chief)
     clock = _TrainingClock()
     started = time.monotonic()
     # A run killed after its last epoch, or after early stopping, only has to publish.
@@ -245,7 +248,7 @@ def train(config: Config, verbose: bool = True) -> dict:
         train_data, eval_data, validation_steps = _inputs(config, artifacts, strategy, first_epoch, steps_per_epoch,
                                                           drop_remainder, ssl)
         batch_hooks = not isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
-        callbacks = _callbacks(config, artifacts, steps_per_epoch, early_stopping, backup, batch_hooks) + [clock]
+        callbacks = _callbacks(config, artifacts, steps_per_epoch, early_stopping, epoch_log, batch_hooks) + [clock]
         try:
             ranker.fit(train_data, steps_per_epoch=steps_per_epoch, validation_data=eval_data,
                        validation_steps=validation_steps, epochs=training.epochs, callbacks=callbacks,
@@ -256,8 +259,8 @@ def train(config: Config, verbose: bool = True) -> dict:
     seconds = time.monotonic() - started
     published_epoch, reason = early_stopping.published_epoch()
     _publish_weights(ranker, artifacts, published_epoch, chief)
-    epochs_run = len(clock.epoch_seconds)
-    logged = backup[0].epochs
+    logged = epoch_log.epochs
+    epochs_run = len(logged) - len(past)
     summary = {
         "epochs_run": epochs_run,
         "resumed_at_epoch": first_epoch + 1 if first_epoch else None,
