@@ -167,7 +167,11 @@ def _publish_weights(ranker: MultiTaskRanker, artifacts: Artifacts, epoch: int, 
     keeps its copy, written aside and swapped in whole.
     """
     if chief:
-        ranker.load_weights(str(_epoch_checkpoint(artifacts, epoch))).expect_partial()
+        checkpoint = _epoch_checkpoint(artifacts, epoch)
+        if not Path(f"{checkpoint}.index").exists():
+            raise RecsysError(f"{checkpoint}: epoch {epoch + 1}'s checkpoint, whose weights training publishes, "
+                              f"is missing; delete {_backup_dir(artifacts)} to train from the start")
+        ranker.load_weights(str(checkpoint)).expect_partial()
         staging = staging_directory(artifacts.weights_path.parent)
         ranker.save_weights(str(staging / artifacts.weights_path.name))
         replace_directory(staging, artifacts.weights_path.parent)

@@ -135,3 +135,17 @@ def test_early_stopping_null_trains_every_epoch_and_publishes_the_last(reference
     summary = json.loads((workdir / "no_early_stopping" / "training.json").read_text())
     assert summary["epochs_run"] == 3 and summary["published_epoch"] == 3
     assert "early stopping is off" in summary["published_because"]
+
+
+def test_a_resume_whose_chosen_epoch_checkpoint_was_deleted_is_refused_naming_it(reference):
+    workdir, artifacts, _, summary = reference
+    config = resume_config(workdir, artifacts, "checkpoint_deleted")
+    killed = run_killed(config, "publishing", 0)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    checkpoint = workdir / "checkpoint_deleted" / "checkpoints" / f"epoch-{summary['published_epoch']:03d}"
+    for path in checkpoint.parent.glob(f"{checkpoint.name}.*"):
+        path.unlink()
+    resumed = run_training(config)
+    assert resumed.returncode == 2
+    assert f"{checkpoint}: epoch {summary['published_epoch']}'s checkpoint, whose weights training publishes, " \
+           "is missing" in resumed.stderr + resumed.stdout
