@@ -1,12 +1,17 @@
-"""Reading raw impression logs (CSV or Parquet) as rows for validation.
+"""Where the raw rows are: the input's sources, checked before any job starts, and read as records.
 
-The input's columns are checked before the job starts: a missing required
-column or an empty input is a clear error now, not a million dead letters later.
+An input is one source split by hash (`input.path`), or the splits as given
+(`input.train`, `input.eval`, `input.test`), each a file or glob. Everything
+that can be known from the files' first lines is checked here, before a job
+starts: a glob that matches nothing, a file whose header differs from the
+first file's (or a header where `header: false` says there is none), a
+missing required column, a split with no data rows. Each is one error naming
+the config key and the file.
 """
 from __future__ import annotations
 
-import csv
-import io
+import dataclasses
+from typing import Iterator
 
 import apache_beam as beam
 import pyarrow.parquet as pq
@@ -14,29 +19,42 @@ from apache_beam.io.filesystems import FileSystems
 
 from features.config import Config
 from features.errors import RecsysError
+from pipelines.row_formats import RawRowParser, TextCleaner, split_csv_line
+from pipelines.split import EVAL, TRAIN, split_of
+from pipelines.validation import RowError, RowValidator, row_split_key
 
 
 class InputError(RecsysError, ValueError):
     """The input as a whole cannot be read (no files, no header, missing required columns)."""
 
 
-def _matched_files(pattern: str) -> list[str]:
+@dataclasses.dataclass(frozen=True)
+class InputSource:
+    """One configured file or glob: `split` is where all its rows go, or None when they are hashed."""
+
+    key: str  # the config key that names it, for messages: 'input.train'
+    split: str | None
+    pattern: str
+    files: tuple[str, ...]
+
+
+def _matched_files(key: str, pattern: str) -> tuple[str, ...]:
     matches = FileSystems.match([pattern])[0].metadata_list
     if not matches:
-        raise InputError(f"input.path: no file matches '{pattern}'")
-    return sorted(m.path for m in matches)
+        raise InputError(f"{key}: no file matches '{pattern}'")
+    return tuple(sorted(m.path for m in matches))
 
 
-def _csv_header(path: str) -> list[str]:
-    first_line = _first_lines(path, 1)
-    if not first_line.strip():
-        raise InputError(f"input.path: '{path}' is empty (expected a CSV header line)")
-    return next(csv.reader([first_line]))
-
-
-def _first_lines(path: str, count: int) -> str:
-    with FileSystems.open(path) as handle:  # decompresses .gz by extension
-        return "".join(handle.readline().decode("utf-8") for _ in range(count))
+def _first_lines(path: str, count: int) -> list[str]:
+    """Up to `count` lines (without line ends); `FileSystems.open` decompresses gzip, bz2, zstd by extension."""
+    lines = []
+    with FileSystems.open(path) as handle:
+        for _ in range(count):
+            line = handle.readline()
+            if not line:
+                break
+            lines.append(line.decode("utf-8", "replace").rstrip("\r\n"))
+    return lines
 
 
 def _parquet_columns(path: str) -> list[str]:
@@ -44,56 +62,158 @@ def _parquet_columns(path: str) -> list[str]:
         return pq.ParquetFile(handle).schema_arrow.names
 
 
-def _has_rows(path: str, input_format: str) -> bool:
-    if input_format == "parquet":
+def _parquet_rows(path: str) -> int:
+    with FileSystems.open(path) as handle:
+        return pq.ParquetFile(handle).metadata.num_rows
+
+
+def _header_of(config: Config, path: str, key: str) -> list[str]:
+    """The file's columns: its header line, or the configured names when `header: false`."""
+    lines = _first_lines(path, 1)
+    source = config.input
+    if not lines or not lines[0].strip():
+        raise InputError(f"{key}: '{path}' is empty" + (" (expected a CSV header line)" if source.header else ""))
+    try:
+        fields = split_csv_line(lines[0], source)
+    except RowError as err:
+        raise InputError(f"{key}: the first line of '{path}' is not valid CSV: {err.message}") from None
+    clean = TextCleaner(source)
+    if source.header:
+        return [clean(name) for name in fields]
+    names = config.raw_column_names
+    if sum(clean(value) in names for value in fields) >= max(2, len(names) // 2):
+        raise InputError(f"{key}: '{path}' starts with a header line ({lines[0][:80]!r}) but input.header is "
+                         "false; set input.header: true, or remove the header from every file")
+    if len(fields) != len(names):
+        raise InputError(f"{key}: the first line of '{path}' has {len(fields)} values separated by "
+                         f"{source.delimiter!r} but the config names {len(names)} columns "
+                         f"({'input.column_names' if source.column_names else 'columns'}); "
+                         "check input.delimiter and the column list")
+    return names
+
+
+def _has_rows(config: Config, path: str) -> bool:
+    if config.input_format == "parquet":
+        return _parquet_rows(path) > 0
+    if config.input_format == "tfrecord":
         with FileSystems.open(path) as handle:
-            return pq.ParquetFile(handle).metadata.num_rows > 0
-    header_and_first_row = _first_lines(path, 2).split("\n", 1)
-    return len(header_and_first_row) == 2 and bool(header_and_first_row[1].strip())
+            return bool(handle.read(1))
+    skip = 1 if config.input_format == "csv" and config.input.header else 0
+    return any(line.strip() for line in _first_lines(path, skip + 1)[skip:])
 
 
-def _check_not_empty(files: list[str], input_format: str):
-    """An input with a header but no rows would fail deep inside tf.Transform's analyzers; say so now."""
-    if not any(_has_rows(path, input_format) for path in files):  # stops at the first file with data
-        raise InputError(f"input.path: {len(files)} file(s) matched but none has a data row "
-                         f"(first: '{files[0]}')")
+def _sources(config: Config) -> list[InputSource]:
+    patterns = config.input.patterns
+    hashed_train = EVAL not in patterns  # one input, or train without a given eval: eval is hashed out
+    sources = []
+    for split, pattern in patterns.items():
+        key = f"input.{split or 'path'}"
+        assigned = None if split is None or (split == TRAIN and hashed_train) else split
+        sources.append(InputSource(key, assigned, pattern, _matched_files(key, pattern)))
+    return sources
 
 
-def input_columns(config: Config) -> list[str]:
-    """The columns of the input's first file, checked against the config."""
-    files = _matched_files(config.input.path)
-    first = files[0]
-    columns = _parquet_columns(first) if config.input_format == "parquet" else _csv_header(first)
+def _check_columns(config: Config, sources: list[InputSource]) -> list[str] | None:
+    """Every file's columns agree and hold the required ones; returns the CSV header (None otherwise)."""
+    fmt = config.input_format
+    if fmt in ("slots", "tfrecord"):
+        return None
+    first_key, first_file = sources[0].key, sources[0].files[0]
+    reference = _header_of(config, first_file, first_key) if fmt == "csv" else _parquet_columns(first_file)
     needed = [c.name for c in config.columns if c.required]
-    missing = [name for name in needed if name not in columns]
+    missing = [name for name in needed if name not in reference]
     if missing:
-        raise InputError(f"input '{first}': required column(s) {', '.join(missing)} are missing "
-                         f"(found: {', '.join(columns)})")
-    _check_not_empty(files, config.input_format)
-    return columns
+        raise InputError(f"{first_key}: required column(s) {', '.join(missing)} are missing in '{first_file}' "
+                         f"(found: {', '.join(reference)})")
+    for source in sources:
+        for path in source.files:
+            found = _header_of(config, path, source.key) if fmt == "csv" else _parquet_columns(path)
+            if fmt == "csv" and found != reference:
+                raise InputError(f"{source.key}: '{path}' has columns {found} but '{first_file}' has "
+                                 f"{reference}; every input file must have the same header, in the same order")
+            if fmt == "parquet" and [name for name in needed if name not in found]:
+                raise InputError(f"{source.key}: '{path}' lacks required column(s) "
+                                 f"{', '.join(n for n in needed if n not in found)}")
+    return reference if fmt == "csv" else None
 
 
-class ReadRawRows(beam.PTransform):
-    """Reads the input as CSV lines (str) or Parquet rows (dict); validation parses both."""
+def input_sources(config: Config) -> tuple[list[InputSource], list[str] | None]:
+    """(the checked sources, the CSV header or None): every problem above is raised here, before a job."""
+    sources = _sources(config)
+    header = _check_columns(config, sources)
+    for source in sources:
+        if not any(_has_rows(config, path) for path in source.files):  # stops at the first file with data
+            raise InputError(f"{source.key}: {len(source.files)} file(s) matched '{source.pattern}' but none "
+                             f"has a data row (first: '{source.files[0]}')")
+    return sources, header
 
-    def __init__(self, config: Config):
+
+class ReadRawRecords(beam.PTransform):
+    """A source's records as (file, record): text lines (CSV, slots), serialized tf.Examples or Parquet dicts."""
+
+    def __init__(self, config: Config, source: InputSource):
         super().__init__()
-        self._config = config
+        self._config, self._source = config, source
 
     def expand(self, pbegin):
-        if self._config.input_format == "parquet":
-            return pbegin | "ReadParquet" >> beam.io.ReadFromParquet(self._config.input.path)
-        return pbegin | "ReadCsv" >> beam.io.ReadFromText(self._config.input.path, skip_header_lines=1)
+        files = pbegin | "Files" >> beam.Create(list(self._source.files))
+        fmt = self._config.input_format
+        if fmt == "parquet":
+            return files | "ReadParquet" >> beam.io.ReadAllFromParquet(with_filename=True)
+        if fmt == "tfrecord":
+            return files | "ReadTFRecord" >> beam.io.ReadAllFromTFRecord(with_filename=True)
+        skip = 1 if fmt == "csv" and self._config.input.header else 0
+        return files | "ReadLines" >> beam.io.ReadAllFromText(with_filename=True, skip_header_lines=skip)
+
+
+def iter_records(config: Config, path: str) -> Iterator:
+    """One file's raw records in order, in this process (the Beam transform's records, without the file)."""
+    fmt = config.input_format
+    if fmt == "parquet":
+        with FileSystems.open(path) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=8192):
+                yield from batch.to_pylist()
+        return
+    if fmt == "tfrecord":
+        import tensorflow as tf
+
+        compression = "GZIP" if path.endswith(".gz") else ""
+        yield from tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator()
+        return
+    with FileSystems.open(path) as handle:
+        if fmt == "csv" and config.input.header:
+            handle.readline()
+        while line := handle.readline():
+            yield line.decode("utf-8").rstrip("\r\n")
+
+
+def iter_split_rows(config: Config, split: str, limit: int | None = None) -> Iterator[dict]:
+    """The validated rows `recsys preprocess` puts in `split`, in file order; invalid rows are skipped.
+
+    Rows whose downstream label was repaired are yielded repaired; dropped rows are skipped.
+    """
+    sources, header = input_sources(config)
+    parse, validate, key_of = RawRowParser(config, header), RowValidator(config), row_split_key(config)
+    split_test = config.split.test_fraction
+    found = 0
+    for source in sources:
+        if source.split not in (split, None):
+            continue
+        for path in source.files:
+            for record in iter_records(config, path):
+                try:
+                    row = validate(parse(record))
+                except RowError:
+                    continue
+                if source.split is None and split_of(key_of(row), config.split.eval_fraction, split_test) != split:
+                    continue
+                yield row
+                found += 1
+                if limit is not None and found >= limit:
+                    return
+
 
 
 def read_sample_rows(config: Config, count: int) -> list[dict]:
-    """The first `count` raw rows of the input, as text (CSV) or typed values (Parquet), for previews."""
-    import pandas as pd
-
-    first = _matched_files(config.input.path)[0]
-    if config.input_format == "parquet":
-        with FileSystems.open(first) as handle:
-            frame = pq.ParquetFile(handle).read_row_group(0).to_pandas().head(count)
-    else:
-        frame = pd.read_csv(io.StringIO(_first_lines(first, count + 1)), dtype=str, keep_default_na=False)
-    return frame.to_dict(orient="records")
+    """The first `count` valid training rows, validated (warm-up records, previews, benchmarks)."""
+    return list(iter_split_rows(config, TRAIN, count))

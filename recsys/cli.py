@@ -69,39 +69,39 @@ def cmd_train(args, config: Config) -> dict:
 
 
 def cmd_evaluate(args, config: Config) -> dict:
-    from recsys.evaluation.evaluate import evaluate, summary_text
+    from recsys.evaluation.evaluate import evaluate, report_dir, summary_text
     from recsys.training import load_trained_ranker
 
+    split = args.split
+    if split not in config.split_names:
+        raise RecsysError(f"--split {split}: this config has no {split} split "
+                          "(give input.test, or split.test_fraction for one input)")
     if getattr(args, "beam", False):
-        return _evaluate_with_beam(args, config)
-    report = evaluate(config, load_trained_ranker(config))
+        return _evaluate_with_beam(args, config, split)
+    report = evaluate(config, load_trained_ranker(config), split)
+    print(f"{split} split:")
     print(summary_text(report), end="")
-    print(f"report: {Artifacts.of(config).evaluation_dir / 'report.html'}")
+    print(f"report: {report_dir(config, split) / 'report.html'}")
     return report
 
 
 def _sample_rows(config: Config, count: int) -> list[dict]:
-    """The first `count` valid rows of the configured input (invalid ones skipped)."""
+    """The first `count` valid training rows of the configured input."""
     from pipelines.sources import read_sample_rows
-    from pipelines.validation import RowError, RowValidator
 
-    validate, rows = RowValidator(config), []
-    for raw in read_sample_rows(config, count * 4):
-        try:
-            rows.append(validate(raw))
-        except RowError:
-            continue
-    return rows[:count]
+    return read_sample_rows(config, count)
 
 
-def _evaluate_with_beam(args, config: Config) -> dict:
+def _evaluate_with_beam(args, config: Config, split: str) -> dict:
+    from pipelines.preprocess import ReadSplitRows
     from recsys.evaluation.beam_evaluation import run_beam_evaluation
     from serving.scoring import latest_version
 
     version_dir = args.model_dir or latest_version(config.served_model_dir)
-    report = run_beam_evaluation(config, version_dir, config.model_dir / "evaluation_beam", args.beam_args)
-    print(f"evaluated {version_dir} on {report['rows']} eval rows with Beam in {report['seconds']}s; "
-          f"report in {config.model_dir / 'evaluation_beam'}")
+    output_dir = config.model_dir / ("evaluation_beam" if split == "eval" else f"evaluation_beam_{split}")
+    report = run_beam_evaluation(config, version_dir, output_dir, ReadSplitRows(config, split), args.beam_args)
+    print(f"evaluated {version_dir} on {report['rows']} {split} rows with Beam in {report['seconds']}s; "
+          f"report in {output_dir}")
     for name, found in report["tasks"].items():
         shown = ", ".join(f"{k} {v:.4f}" for k, v in found.items() if isinstance(v, float))
         print(f"  {name:<8} {shown}")
@@ -113,10 +113,10 @@ def _eval_examples(config: Config) -> tuple[list[dict], list[bytes]]:
     from features.examples import to_examples
     from pipelines.eval_rows import read_eval_rows
 
-    rows, invalid = read_eval_rows(config)
+    rows = read_eval_rows(config)
     if not rows:
-        raise RecsysError(f"no valid eval-split rows in {config.input.path}")
-    _LOG.info("%d eval rows (%d invalid skipped); serializing", len(rows), invalid)
+        raise RecsysError(f"no valid eval-split rows in {config.input.patterns}")
+    _LOG.info("%d eval rows; serializing", len(rows))
     return rows, to_examples(config, rows)
 
 
@@ -277,6 +277,9 @@ def cmd_run(args, config: Config):
     for name, step in steps + [("export", cmd_export), ("score", cmd_score)]:
         print(f"\n== {name} ==", flush=True)
         step(args, config)
+    if "test" in config.split_names:  # read once, at the end; blessing and early stopping used eval only
+        print("\n== test ==", flush=True)
+        cmd_evaluate(argparse.Namespace(**{**vars(args), "split": "test", "beam": False}), config)
     print(f"\nquick start finished in {time.monotonic() - started:.0f}s; artifacts in {config.artifacts}")
 
 
@@ -327,6 +330,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--models", nargs="+", help="compare: exported versions, config files, model "
                              "directories or checkpoints; the first is the baseline")
         command.add_argument("--beam", action="store_true", help="evaluate: the exported model as a Beam job")
+        command.add_argument("--split", default="eval", choices=("eval", "test"),
+                             help="evaluate: the split to report on (test: the held-out split, read once at the end)")
         command.add_argument("beam_args", nargs=argparse.REMAINDER,
                              help="after '--': Beam pipeline options, e.g. -- --runner=DataflowRunner")
         command.set_defaults(handler=handler, needs_config=True)

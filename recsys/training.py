@@ -205,7 +205,7 @@ def train(config: Config, verbose: bool = True) -> dict:
         raise DistributionError(f"training.jit_compile runs on one replica only, but training.distribution "
                                 f"gives {strategy.num_replicas_in_sync}; set jit_compile: false")
     artifacts = Artifacts.of(config)
-    manifest = artifacts.manifest()
+    manifest = artifacts.trainable_manifest()
     tf.keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     first_epoch = resumed_epoch(_backup_dir(artifacts))
