@@ -53,9 +53,11 @@ def cmd_preprocess(args, config: Config) -> dict:
 
     manifest = run_preprocess(config, config.artifacts, args.beam_args)
     rows = manifest["rows"]
+    splits = ", ".join(f"{split} {rows[split]}" for split in config.split_names)
+    handled = {"dropped": rows["dropped"], "repaired": rows["repaired"]}
     print(f"preprocessed {rows['read']} rows in {manifest['seconds']}s ({manifest['rows_per_second']} rows/s): "
-          f"train {rows['train']}, eval {rows['eval']}, dead letters {rows['dead_letter']} "
-          f"{manifest['dead_letters_by_reason'] or ''}")
+          f"{splits}, dead letters {rows['dead_letter']} {manifest['dead_letters_by_reason'] or ''}"
+          + "".join(f", {kind} {n}" for kind, n in handled.items() if n))
     return manifest
 
 
@@ -222,11 +224,12 @@ def cmd_score(args, config: Config):
     print(f"scored {len(rows)} raw rows with {model.version_dir}")
     truth = config.evaluation.truth
     header = "".join(f"{name:>10}" for name in scores) + "".join(f"{'true_' + n:>12}" for n in truth)
-    print(f"{config.split.key:<16}{header}")
+    key = config.split.key  # identifies a row where the config has one; else its position in the input
+    print(f"{key or 'row':<16}{header}")
     for i, row in enumerate(rows):
         values = "".join(f"{scores[name][i]:>10.4f}" for name in scores)
         values += "".join(f"{row[column]:>12.4f}" for column in truth.values() if column in row)
-        print(f"{str(row[config.split.key]):<16}{values}")
+        print(f"{str(row[key] if key else i):<16}{values}")
     return scores
 
 
