@@ -44,7 +44,8 @@ class Feature(_Section):
 
     name: str
     column: str | None = None
-    group: Literal["user", "item", "context"]
+    # who the feature describes: serving's request-level split and SSL's item views read it; tabular data can leave it
+    group: Literal["user", "item", "context"] = "context"
     transform: Literal["vocabulary", "hash", "bucketize", "zscore", "log_zscore"]
     embedding_dim: int = Field(8, gt=0)
     oov_buckets: int = Field(1, ge=1)
@@ -244,7 +245,8 @@ class PipelineConfig(_Section):
     runner: str = "FnApiRunner"
     # beam: Beam + tf.Transform analyzers (runs on Dataflow, Flink, Spark; the reference).
     # columnar: one process on Arrow batches, same artifacts, much faster (pipelines/columnar/).
-    engine: Literal["beam", "columnar"] = "beam"
+    # auto: columnar where it reads the input (CSV, Parquet) and the runner is local, without ssl; else beam.
+    engine: Literal["auto", "beam", "columnar"] = "auto"
     # A row whose downstream label is set outside its sample space (a purchase without a
     # click): reject it (dead letter), drop it (counted), or repair it (clear the downstream label, counted).
     sample_space_violations: Literal["reject", "drop", "repair"] = "reject"
