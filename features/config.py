@@ -416,6 +416,11 @@ class Config(_Section):
         return list(dict.fromkeys(used))
 
     @property
+    def transform_input_columns(self) -> list[str]:
+        """Columns that enter tf.Transform: features, labels and evaluation-only passthroughs."""
+        return list(dict.fromkeys(self.feature_columns + self.label_columns + self.passthrough_columns))
+
+    @property
     def output_names(self) -> list[str]:
         """Every score the model outputs: one per task, plus pCTCVR under ESMM."""
         names = [t.name for t in self.tasks]

@@ -35,14 +35,15 @@ from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 
 from features.artifacts import Artifacts
 from features.config import Config
-from features.schema import raw_feature_spec, transform_input_columns
+from features.schema import raw_feature_spec
 from features.transform import feature_kind, make_preprocessing_fn, model_inputs
 from pipelines.item_corpus import DistinctItems
 from pipelines.mutual_information import ItemFeatureMutualInformation, plot_mutual_information
 from pipelines.sharded_tfrecords import WriteShardedTFRecords
 from pipelines.columnar.job import COLUMNAR_FORMATS, run_columnar
 from pipelines.row_formats import RawRowParser, readable_record
-from pipelines.sources import InputSource, ReadRawRecords, input_sources
+from pipelines.input_files import InputSource, input_sources
+from pipelines.sources import ReadRawRecords
 from pipelines.split import SPLITS, TRAIN, split_of
 from pipelines.split_counts import (COUNTS, DEAD_LETTER, DROPPED, REPAIRED, UNKNOWN_FIELDS, LabelCounter,
                                     PipelineError, SplitError, dead_letter_json, split_problems)
@@ -67,7 +68,7 @@ class ValidateAndSplit(beam.DoFn):
 
     def __init__(self, config: Config, header: list[str] | None, split: str | None, report: bool = True):
         self._config, self._header, self._split, self._report = config, header, split, report
-        self._keep = transform_input_columns(config)
+        self._keep = config.transform_input_columns
 
     def setup(self):
         self._parse = RawRowParser(self._config, self._header)

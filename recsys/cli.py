@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -49,6 +48,9 @@ def cmd_generate(args):
 
 
 def cmd_preprocess(args, config: Config) -> dict:
+    from pipelines.input_files import input_sources
+
+    input_sources(config)  # paths and headers checked in a second, before Beam and tf.Transform load
     from pipelines.preprocess import run_preprocess
 
     manifest = run_preprocess(config, config.artifacts, args.beam_args)

@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.config import Column, Config
-from features.schema import transform_input_columns
 from pipelines.columnar.reader import MalformedLine
 from pipelines.row_formats import wrong_count_message
 from pipelines.split_counts import dead_letter_json
@@ -170,7 +169,7 @@ class ColumnarValidator:
 
     def __init__(self, config: Config):
         self._reference = RowValidator(config)
-        self._keep = transform_input_columns(config)
+        self._keep = config.transform_input_columns
         self._columns = [config.column(name) for name in validated_columns(config)]
         self._split_key = config.split.key
         self._binary_labels = [t.label for t in config.tasks if t.type == "binary"]

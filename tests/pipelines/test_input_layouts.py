@@ -18,7 +18,7 @@ import tensorflow as tf
 from features.artifacts import Artifacts
 from features.config import ConfigError, parse_config
 from pipelines.preprocess import run_preprocess
-from pipelines.sources import InputError
+from pipelines.input_files import InputError
 from pipelines.split_counts import PipelineError, SplitError
 
 COLUMNS = ["user", "item", "age", "price", "tags", "click", "buy"]

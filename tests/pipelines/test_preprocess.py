@@ -9,7 +9,7 @@ from features.artifacts import Artifacts
 from features.config import parse_config
 from pipelines import synthetic
 from pipelines.preprocess import PipelineError, run_preprocess
-from pipelines.sources import InputError
+from pipelines.input_files import InputError
 
 ROWS = 600
 
