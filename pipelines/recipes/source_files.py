@@ -17,14 +17,18 @@ class RecipeError(RecsysError):
     """A source directory that does not hold the published layout, or a recipe used wrongly."""
 
 
-def find_source_file(source_dir: Path, name: str, layout: str) -> Path:
-    """`source_dir/name`, or its gzip copy `name.gz`; otherwise one error naming the file and the layout."""
+def find_source_file(source_dir: Path, name: str, layout: str, subdirs: tuple[str, ...] = ("",)) -> Path:
+    """`name` or its gzip copy `name.gz` in `source_dir` (or one of its `subdirs`, as some archives unpack).
+
+    Otherwise one error naming the missing file and the layout expected.
+    """
     source_dir = Path(source_dir)
     if not source_dir.is_dir():
         raise RecipeError(f"--source {source_dir}: not a directory (expected {layout})")
-    for candidate in (source_dir / name, source_dir / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
+    for subdir in subdirs:
+        for candidate in (source_dir / subdir / name, source_dir / subdir / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
     raise RecipeError(f"--source {source_dir}: missing {name} (or {name}.gz); expected {layout}")
 
 

@@ -1,0 +1,193 @@
+"""Ali-CCP (Alibaba Click and Conversion Prediction) as the ESMM paper released it (Ma et al., SIGIR 2018).
+
+Source layout (https://tianchi.aliyun.com/dataset/408), for each of train and
+test (the release splits them by time), plain or gzip, in `--source` or its
+`train/` and `test/` subdirectories:
+
+- `sample_skeleton_{split}.csv`: one impression per line, six comma-separated
+  values: sample id, click, conversion, the md5 index of the user's common
+  features, the number of features, and the feature list;
+- `common_features_{split}.csv`: three values: the md5 index, the number of
+  features, the feature list (the user fields, shared by many impressions).
+
+A feature list is `field\\x02id\\x03value` items separated by `\\x01`. The
+fields are the paper's 23 (user 101-150_14, ad 205-216, user-ad combinations
+508-853, position 301); the values after \\x03 (behaviour counts) are dropped,
+as in PaddleRec's and MTReclib-era preprocessing, keeping the ids.
+
+Output: one CSV per split with a header, one column per field, multi-valued
+fields joined by '|'. Impressions with a conversion but no click are
+rejected (`conversion_without_click`), as the public preprocessors drop them:
+CVR lives on clicked impressions. The config (`ali_ccp.yaml`) trains ESMM:
+CTR and CTCVR over all impressions, CVR measured on clicked ones.
+
+Memory: neither file is held. The common features (about 730k users in the
+full training release, with long behaviour lists) go first into an on-disk
+SQLite table keyed by md5 in `out_dir`, removed at the end, then the skeleton
+(about 42M impressions per split) streams one line at a time with one lookup
+each; resident memory stays at SQLite's page cache (64 MB) plus one line.
+Disk: the split files plus the user fields of the common features.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+from pipelines.recipes.outputs import SplitWriter, summary, write_ready_config
+from pipelines.recipes.source_files import RecipeError, data_lines, find_source_file
+
+NAME = "ali-ccp"
+LAYOUT = ("the Ali-CCP release: sample_skeleton_{train,test}.csv and common_features_{train,test}.csv "
+          "(https://tianchi.aliyun.com/dataset/408)")
+
+# field id -> output column (ESMM paper, Table 'features of Ali-CCP'); LIST_FIELDS may hold several ids
+FIELDS = {
+    "101": "user_id", "121": "user_profile", "122": "user_group", "124": "user_gender", "125": "user_age",
+    "126": "user_consumption_1", "127": "user_consumption_2", "128": "user_occupation", "129": "user_geography",
+    "109_14": "user_categories", "110_14": "user_shops", "127_14": "user_brands", "150_14": "user_intentions",
+    "205": "item_id", "206": "item_category", "207": "item_shop", "210": "item_intentions", "216": "item_brand",
+    "508": "user_item_category", "509": "user_item_shop", "702": "user_item_brand",
+    "853": "user_item_intentions", "301": "position",
+}
+LIST_FIELDS = {"109_14", "110_14", "127_14", "150_14", "210", "853"}
+LABELS = ("click", "conversion")
+HEADER = ["sample_id", *LABELS, *FIELDS.values()]
+LIST_SEPARATOR = "|"
+
+WRONG_COLUMN_COUNT = "wrong_column_count"
+MALFORMED_FEATURE = "malformed_feature"
+FEATURE_COUNT_MISMATCH = "feature_count_mismatch"
+REPEATED_FIELD = "repeated_single_valued_field"
+INVALID_LABEL = "invalid_label"
+CONVERSION_WITHOUT_CLICK = "conversion_without_click"
+UNKNOWN_COMMON_INDEX = "unknown_common_feature_index"
+
+
+class _Rejected(ValueError):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse_features(count: str, feature_list: str) -> dict[str, list[str]]:
+    """{field id: [ids]} of the known fields in one feature list; checks the declared count."""
+    items = feature_list.split("\x01") if feature_list else []
+    if not count.isdigit() or int(count) != len(items):
+        raise _Rejected(FEATURE_COUNT_MISMATCH)
+    fields: dict[str, list[str]] = {}
+    for item in items:
+        field, sep, rest = item.partition("\x02")
+        feature_id, sep2, _value = rest.partition("\x03")
+        if not (sep and sep2 and field and feature_id):
+            raise _Rejected(MALFORMED_FEATURE)
+        if field in FIELDS:
+            fields.setdefault(field, []).append(feature_id)
+    return fields
+
+
+def output_row(sample_id: str, click: str, conversion: str, fields: dict[str, list[str]]) -> list:
+    if click not in ("0", "1") or conversion not in ("0", "1"):
+        raise _Rejected(INVALID_LABEL)
+    if conversion == "1" and click == "0":
+        raise _Rejected(CONVERSION_WITHOUT_CLICK)
+    values = []
+    for field in FIELDS:
+        ids = fields.get(field, [])
+        if len(ids) > 1 and field not in LIST_FIELDS:
+            raise _Rejected(REPEATED_FIELD)
+        values.append(LIST_SEPARATOR.join(ids))
+    return [sample_id, int(click), int(conversion), *values]
+
+
+class CommonFeatures:
+    """md5 index -> the user's fields, in an on-disk SQLite table so the full release fits any machine."""
+
+    def __init__(self, path: Path):
+        path.unlink(missing_ok=True)
+        self._path = path
+        self._db = sqlite3.connect(path)
+        self._db.execute("PRAGMA journal_mode = OFF")
+        self._db.execute("PRAGMA synchronous = OFF")
+        self._db.execute("PRAGMA cache_size = -65536")  # KiB: 64 MB
+        self._db.execute("CREATE TABLE common (md5 TEXT PRIMARY KEY, fields TEXT NOT NULL)")
+        self._last = (None, None)  # impressions of one user's page view come together: skip repeat lookups
+        self.rejected = Counter()
+        self.duplicates = 0
+
+    def load(self, lines: Iterable[tuple[int, str]], batch: int = 10_000) -> int:
+        pending, loaded = [], 0
+        for _, line in lines:
+            values = line.split(",")
+            try:
+                if len(values) != 3:
+                    raise _Rejected(WRONG_COLUMN_COUNT)
+                pending.append((values[0], json.dumps(parse_features(values[1], values[2]))))
+            except _Rejected as err:
+                self.rejected[err.reason] += 1
+            if len(pending) >= batch:
+                loaded += self._insert(pending)
+                pending = []
+        loaded += self._insert(pending)
+        self._db.commit()
+        return loaded
+
+    def _insert(self, pending: list) -> int:
+        cursor = self._db.executemany("INSERT OR IGNORE INTO common VALUES (?, ?)", pending)
+        self.duplicates += len(pending) - cursor.rowcount  # the first line of an index wins
+        return cursor.rowcount
+
+    def get(self, md5: str) -> dict[str, list[str]]:
+        if self._last[0] != md5:
+            found = self._db.execute("SELECT fields FROM common WHERE md5 = ?", (md5,)).fetchone()
+            if found is None:
+                raise _Rejected(UNKNOWN_COMMON_INDEX)
+            self._last = (md5, json.loads(found[0]))
+        return self._last[1]
+
+    def close(self) -> None:
+        self._db.close()
+        self._path.unlink(missing_ok=True)
+
+
+def _write_split(split: str, source_dir: Path, out_dir: Path, writer: SplitWriter, rejected: Counter) -> dict:
+    skeleton = find_source_file(source_dir, f"sample_skeleton_{split}.csv", LAYOUT, ("", split))
+    common_file = find_source_file(source_dir, f"common_features_{split}.csv", LAYOUT, ("", split))
+    common = CommonFeatures(out_dir / f".common_features_{split}.sqlite")
+    try:
+        users = common.load(data_lines(common_file))
+        for _, line in data_lines(skeleton):
+            values = line.split(",")
+            try:
+                if len(values) != 6:
+                    raise _Rejected(WRONG_COLUMN_COUNT)
+                sample_id, click, conversion, md5, count, feature_list = values
+                fields = parse_features(count, feature_list)
+                for field, ids in common.get(md5).items():
+                    fields.setdefault(field, []).extend(ids)
+                writer.write(split, output_row(sample_id, click, conversion, fields))
+            except _Rejected as err:
+                rejected[err.reason] += 1
+    finally:
+        common.close()
+    return {"users": users, "rejected": dict(common.rejected), "duplicate_indexes": common.duplicates}
+
+
+def prepare(source_dir, out_dir) -> dict:
+    """Writes train/test CSVs and `ali_ccp.yaml` into `out_dir`; returns the summary."""
+    started = time.monotonic()
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    for split in ("train", "test"):  # every file checked before hours of work start
+        for name in (f"sample_skeleton_{split}.csv", f"common_features_{split}.csv"):
+            find_source_file(source_dir, name, LAYOUT, ("", split))
+    rejected = Counter()
+    with SplitWriter(out_dir, HEADER, ["train", "test"]) as writer:
+        common = {split: _write_split(split, source_dir, out_dir, writer, rejected) for split in ("train", "test")}
+    if not writer.rows["train"]:
+        raise RecipeError(f"--source {source_dir}: no usable impression in sample_skeleton_train.csv "
+                          f"(rejected: {dict(rejected)}); expected {LAYOUT}")
+    config_path = write_ready_config("ali_ccp.yaml", out_dir)
+    return summary(NAME, writer, rejected, config_path, started, common_features=common)
