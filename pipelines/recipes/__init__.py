@@ -7,6 +7,7 @@ the protocol of the paper that made the dataset a multi-task benchmark.
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from pipelines.recipes.source_files import RecipeError
 
@@ -19,8 +20,13 @@ RECIPES = {
 
 
 def prepare(name: str, source_dir, out_dir, **options) -> dict:
-    """Runs the named recipe; options a recipe does not take (None values) are left out."""
+    """Runs the named recipe with the options given (None means not given); refuses options it does not take."""
     if name not in RECIPES:
         raise RecipeError(f"unknown dataset '{name}'; recipes exist for: {', '.join(RECIPES)}")
     recipe = importlib.import_module(RECIPES[name])
-    return recipe.prepare(source_dir, out_dir, **{k: v for k, v in options.items() if v is not None})
+    given = {key: value for key, value in options.items() if value is not None}
+    taken = inspect.signature(recipe.prepare).parameters
+    stray = sorted(key for key in given if key not in taken)
+    if stray:
+        raise RecipeError(f"dataset '{name}' takes no option {', '.join('--' + key for key in stray)}")
+    return recipe.prepare(source_dir, out_dir, **given)
