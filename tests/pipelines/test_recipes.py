@@ -160,6 +160,7 @@ def _ali_ccp_split(directory: Path, split: str, first_id: int) -> dict:
               _skeleton_line(first_id + 101, 1, 0, "nobody", [("205", "x")]),      # unknown common index
               _skeleton_line(first_id + 102, 1, 0, "u1", [("205", "x")], count=5),  # count disagrees
               _skeleton_line(first_id + 103, 1, 0, "u1", [("205", "x"), ("205", "y")]),  # one item twice
+              _skeleton_line(first_id + 104, 1, 0, "u1", [("205", 'x"y')]),  # CSV would have to quote it
               "1,2,3"]
     (directory / f"sample_skeleton_{split}.csv").write_text("\n".join(lines) + "\n")
     return good
@@ -180,7 +181,7 @@ def test_ali_ccp_joins_common_features_and_keeps_every_row_once(ali_ccp_source, 
     assert result["rows"] == {"train": 12, "test": 12}
     assert result["rejected"] == {"conversion_without_click": 2, "unknown_common_feature_index": 2,
                                   "feature_count_mismatch": 2, "repeated_single_valued_field": 2,
-                                  "wrong_column_count": 2}
+                                  "wrong_column_count": 2, "quote_in_value": 2}
     assert result["common_features"]["train"] == {"users": 2, "rejected": {"malformed_feature": 1},
                                                   "duplicate_indexes": 0}
     for split, expected in (("train", train), ("test", test)):
