@@ -13,16 +13,20 @@ test (the release splits them by time), plain or gzip, in `--source` or its
 A feature list is `field\\x02id\\x03value` items separated by `\\x01`. The
 fields are the paper's 23 (user 101-150_14, ad 205-216, user-ad combinations
 508-853, position 301); the values after \\x03 (behaviour counts) are dropped,
-as in PaddleRec's and MTReclib-era preprocessing, keeping the ids.
+as in the AITM authors' and NVIDIA Merlin's preprocessing, keeping the ids.
 
 Output: one CSV per split with a header, one column per field, multi-valued
-fields joined by '|'. Impressions with a conversion but no click are
+fields joined by '|'. The behaviour lists (109_14 ... 150_14) are multi-valued;
+so are 210 and 853 here, since an item may sit under several intention nodes;
+any other field that repeats in one impression is rejected
+(`repeated_single_valued_field`), so the summary shows if that reading of the
+release is wrong. Impressions with a conversion but no click are
 rejected (`conversion_without_click`), as the public preprocessors drop them:
 CVR lives on clicked impressions. The config (`ali_ccp.yaml`) trains ESMM:
 CTR and CTCVR over all impressions, CVR measured on clicked ones.
 
-Memory: neither file is held. The common features (about 730k users in the
-full training release, with long behaviour lists) go first into an on-disk
+Memory: neither file is held. The common features (one line per user context,
+with long behaviour lists) go first into an on-disk
 SQLite table keyed by md5 in `out_dir`, removed at the end; then the skeleton
 (about 42M impressions per split) streams one line at a time with one lookup
 per change of user. Resident memory stays near 100 MB (SQLite's 64 MB page
@@ -136,7 +140,7 @@ class CommonFeatures:
         self._db.execute("PRAGMA synchronous = OFF")
         self._db.execute("PRAGMA cache_size = -65536")  # KiB: 64 MB
         self._db.execute("CREATE TABLE common (md5 TEXT PRIMARY KEY, fields TEXT NOT NULL)")
-        self._last = (None, None)  # impressions of one user's page view come together: skip repeat lookups
+        self._last = (None, None)  # consecutive impressions often share a user
         self.rejected = Counter()
         self.duplicates = 0
 
