@@ -25,17 +25,26 @@ def split_file_name(split: str) -> str:
 
 
 class SplitWriter:
-    """Writes rows to `<out_dir>/<split>.csv.gz` under one header, counting rows per split."""
+    """Writes rows to `<out_dir>/<split>.csv.gz` under one header, counting rows per split.
+
+    Rows go to `<split>.csv.gz.partial` files, renamed only when every split is
+    complete, so a run that fails or is killed (Ali-CCP takes hours) never
+    leaves a truncated file that looks finished.
+    """
 
     def __init__(self, out_dir: Path, header: list[str], splits: list[str]):
         out_dir.mkdir(parents=True, exist_ok=True)
         self.header = header
         self.rows = Counter({split: 0 for split in splits})
-        self._files = {split: gzip.open(out_dir / split_file_name(split), "wt", compresslevel=1,
-                                        encoding="utf-8", newline="") for split in splits}
+        self._paths = {split: out_dir / split_file_name(split) for split in splits}
+        self._files = {split: gzip.open(self._partial(split), "wt", compresslevel=1, encoding="utf-8", newline="")
+                       for split in splits}
         self._writers = {split: csv.writer(handle, lineterminator="\n") for split, handle in self._files.items()}
         for writer in self._writers.values():
             writer.writerow(header)
+
+    def _partial(self, split: str) -> Path:
+        return self._paths[split].with_name(self._paths[split].name + ".partial")
 
     def write(self, split: str, values: list) -> None:
         self._writers[split].writerow(values)
@@ -46,15 +55,17 @@ class SplitWriter:
         self._files[split].write(",".join(map(str, values)) + "\n")
         self.rows[split] += 1
 
-    def close(self) -> None:
-        for handle in self._files.values():
-            handle.close()
-
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        for handle in self._files.values():
+            handle.close()
+        for split, path in self._paths.items():
+            if exc_type is None:
+                self._partial(split).replace(path)
+            else:
+                self._partial(split).unlink(missing_ok=True)
 
 
 def write_ready_config(template_name: str, out_dir: Path) -> Path:

@@ -259,6 +259,7 @@ def test_aliexpress_refuses_a_file_without_mtreclibs_header(aliexpress_source, t
     (country / "test.csv").write_text(text)
     with pytest.raises(RecipeError, match=r"test\.csv: the header is not MTReclib's"):
         prepare("aliexpress", country, tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())  # train was complete, but no split is published alone
 
 
 # ---------------------------------------------------------------- templates and the command line
@@ -298,7 +299,7 @@ def test_a_template_naming_a_file_the_recipe_did_not_write_is_refused(tmp_path, 
     (templates / "aliexpress.yaml").write_text(text)
     monkeypatch.setattr(outputs, "TEMPLATES", templates)
     out = tmp_path / "out"
-    for split in ("train", "test"):
-        outputs.SplitWriter(out, aliexpress.HEADER, [split]).close()
+    with outputs.SplitWriter(out, aliexpress.HEADER, ["train", "test"]):
+        pass
     with pytest.raises(RecipeError, match=r"names input files the recipe did not write: .*tests\.csv\.gz"):
         outputs.write_ready_config("aliexpress.yaml", out)
