@@ -340,7 +340,25 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("beam_args", nargs=argparse.REMAINDER,
                              help="after '--': Beam pipeline options, e.g. -- --runner=DataflowRunner")
         command.set_defaults(handler=handler, needs_config=True)
+    datasets = commands.add_parser("datasets", help="public benchmark datasets: input files and a ready config")
+    datasets_commands = datasets.add_subparsers(dest="datasets_command", required=True)
+    prepare = datasets_commands.add_parser(
+        "prepare", help="turn a downloaded benchmark (census-income, ali-ccp, aliexpress) into input + config")
+    prepare.add_argument("name", help="census-income, ali-ccp or aliexpress")
+    prepare.add_argument("--source", required=True, help="directory holding the files as published")
+    prepare.add_argument("--out", required=True, help="directory for the split files and <name>.yaml")
+    prepare.add_argument("--seed", type=int, help="census-income: seed halving the official test (default 2018)")
+    prepare.add_argument("--country", help="aliexpress: NL, ES, FR, US or RU when --source holds AliExpress_XX/")
+    prepare.set_defaults(handler=cmd_datasets_prepare, needs_config=False)
     return parser
+
+
+def cmd_datasets_prepare(args) -> dict:
+    from pipelines.recipes import prepare
+
+    result = prepare(args.name, args.source, args.out, seed=args.seed, country=args.country)
+    print(f"next: recsys run --config {result['config']}")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
