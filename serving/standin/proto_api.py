@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import grpc
+import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      inference_pb2, input_pb2, model_pb2, predict_pb2, prediction_log_pb2,
                                      regression_pb2)
@@ -13,9 +15,13 @@ from serving.standin.servable import DEFAULT_SIGNATURE, Servable
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
+SIGNATURE_DEF_FIELD = "signature_def"  # get_model_metadata_impl.h: kSignatureDef
 
 
 def resolve(registry: ModelRegistry, spec: model_pb2.ModelSpec) -> Servable:
+    """The servable a ModelSpec names (server_core.cc: ServableRequestFromModelSpec)."""
+    if not spec.name:
+        raise invalid_argument("ModelSpec has no name specified.")
     choice = spec.WhichOneof("version_choice")
     return registry.resolve(spec.name, version=spec.version.value if choice == "version" else None,
                             label=spec.version_label if choice == "version_label" else None)
@@ -45,15 +51,70 @@ def examples_of(model_input: input_pb2.Input) -> list[bytes]:
     raise invalid_argument("Input is empty: set example_list or example_list_with_context")
 
 
+def _keys(keys) -> str:
+    return ",".join(sorted(keys))
+
+
+def _check_input_count(signature: meta_graph_pb2.SignatureDef, inputs) -> None:
+    """predict_util.cc: VerifyRequestInputsSize."""
+    sent, expected = set(inputs), set(signature.inputs)
+    if len(sent) > len(expected) or (len(sent) < len(expected) and not signature.defaults):
+        raise invalid_argument(
+            f"input size does not match signature: {len(sent)}!={len(expected)} len({{{_keys(sent)}}}) != "
+            f"len({{{_keys(expected)}}}). Sent extra: {{{_keys(sent - expected)}}}. "
+            f"Missing but required: {{{_keys(expected - sent)}}}.")
+
+
+def _input_values(signature: meta_graph_pb2.SignatureDef, inputs) -> dict[str, np.ndarray]:
+    """TensorFlow's saved_model::GetInputValues (cc/saved_model/util.cc), which predict_util.cc calls."""
+    arrays = {}
+    for alias in sorted(signature.inputs):
+        if alias in inputs:
+            proto = inputs[alias]
+        elif alias in signature.defaults:
+            proto = signature.defaults[alias]
+        else:
+            raise invalid_argument(
+                f"Signature input alias: {alias}(feed name: {signature.inputs[alias].name}) not found in request "
+                f"and no default value provided. Inputs expected to be in the request {{{_keys(inputs)}}}, "
+                f"or default input alias set: {_keys(signature.defaults)}")
+        try:
+            arrays[alias] = tf.make_ndarray(proto)
+        except (TypeError, ValueError):
+            raise invalid_argument(f"tensor parsing error: {alias}") from None
+    if inputs and set(inputs) - set(arrays):
+        raise invalid_argument(f"Inputs contains invalid name. Used request inputs: "
+                               f"{_keys(set(inputs) & set(arrays))}, request input: {_keys(inputs)}")
+    return arrays
+
+
+def _output_aliases(signature: meta_graph_pb2.SignatureDef, output_filter) -> list[str]:
+    """predict_util.cc: PreProcessPrediction's output filter checks; no filter means every output."""
+    seen: list[str] = []
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise invalid_argument(f"output tensor alias not found in signature: {alias} Outputs expected to be "
+                                   f"in the set {{{_keys(signature.outputs)}}}.")
+        if alias in seen:
+            raise invalid_argument(f"duplicate output tensor alias: {alias}")
+        seen.append(alias)
+    return seen or list(signature.outputs)
+
+
 def predict(servable: Servable, name: str, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-    try:
-        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
-    except (TypeError, ValueError) as err:
-        raise invalid_argument(f"malformed TensorProto in inputs: {err}") from None
-    outputs = servable.predict(request.model_spec.signature_name, inputs, list(request.output_filter))
-    response = predict_pb2.PredictResponse(model_spec=_spec(servable, name, request.model_spec.signature_name))
-    for key, value in outputs.items():
-        response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+    """predict_util.cc: RunPredict, the checks in its order and with its messages."""
+    signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+    signature = servable.signature_def(signature_name)
+    if signature is None:
+        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"Serving signature key \"{signature_name}\" not found.")
+    _check_input_count(signature, request.inputs)
+    arrays = _input_values(signature, request.inputs)
+    aliases = _output_aliases(signature, request.output_filter)
+    outputs = servable.run(signature_name, arrays)
+    response = predict_pb2.PredictResponse(model_spec=_spec(servable, name, signature_name))
+    for alias in aliases:
+        response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
     return response
 
 
@@ -109,17 +170,28 @@ def multi_inference(servable: Servable, name: str,
     return response
 
 
+def check_metadata_request(request: get_model_metadata_pb2.GetModelMetadataRequest) -> None:
+    """get_model_metadata_impl.cc: a ModelSpec, and signature_def as the only (and at least one) field."""
+    if not request.HasField("model_spec"):
+        raise invalid_argument("Missing ModelSpec")
+    if not request.metadata_field:
+        raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
+    for field in request.metadata_field:
+        if field != SIGNATURE_DEF_FIELD:
+            raise invalid_argument(f"Metadata field {field} is not supported")
+
+
 def metadata(servable: Servable, name: str,
              request: get_model_metadata_pb2.GetModelMetadataRequest) -> get_model_metadata_pb2.GetModelMetadataResponse:
-    fields = list(request.metadata_field)
-    if fields != ["signature_def"]:
-        raise invalid_argument(f"Metadata field {fields} is not supported; request metadata_field: [signature_def]")
+    """get_model_metadata_impl.cc: SavedModelGetSignatureDef; the model spec names the version, no signature."""
+    check_metadata_request(request)
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     for key, signature in servable.signature_defs.items():
         signature_map.signature_def[key].CopyFrom(signature)
-    response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=_spec(servable, name, ""))
-    response.model_spec.ClearField("signature_name")
-    response.metadata["signature_def"].Pack(signature_map)
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = name
+    response.model_spec.version.value = servable.version
+    response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
     return response
 
 
