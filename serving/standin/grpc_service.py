@@ -5,7 +5,7 @@ import logging
 from concurrent import futures
 
 import grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.apis import model_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from serving.standin import proto_api
 from serving.standin.errors import ServingError, invalid_argument
@@ -58,10 +58,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def MultiInference(self, request, context):
         def compute():
-            if not request.tasks:
-                raise invalid_argument("MultiInferenceRequest has no tasks")
-            # The first task's model; multi_inference refuses tasks that name another.
-            spec = request.tasks[0].model_spec
+            # multi_inference_helper.cc: the first task's model (no task: an empty spec, refused for its name).
+            spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
             return proto_api.multi_inference(proto_api.resolve(self._registry, spec), spec.name, request)
 
         return _answer(context, compute)

@@ -34,7 +34,8 @@ def _spec(servable: Servable, name: str, signature_name: str) -> model_pb2.Model
 
 
 def examples_of(model_input: input_pb2.Input) -> list[bytes]:
-    """Serialized examples of an `Input`; a context is merged into every example (its features lose)."""
+    """Serialized examples of an `Input`; a context is merged into every example (its features lose, as
+    they do when TF Serving concatenates the serialized context and example)."""
     kind = model_input.WhichOneof("kind")
     if kind == "example_list":
         return [example.SerializeToString() for example in model_input.example_list.examples]
@@ -48,7 +49,7 @@ def examples_of(model_input: input_pb2.Input) -> list[bytes]:
                 combined.features.feature[name].CopyFrom(feature)
             merged.append(combined.SerializeToString())
         return merged
-    raise invalid_argument("Input is empty: set example_list or example_list_with_context")
+    return []  # no kind set: refused as "Input is empty." after the signature checks, as util.cc does
 
 
 def _keys(keys) -> str:
@@ -146,27 +147,32 @@ def regress(servable: Servable, name: str,
 
 def multi_inference(servable: Servable, name: str,
                     request: inference_pb2.MultiInferenceRequest) -> inference_pb2.MultiInferenceResponse:
-    """Every task's Classify or Regress on the same examples (TF Serving's checks: one model, no repeats)."""
-    if not request.tasks:
-        raise invalid_argument("MultiInferenceRequest has no tasks")
-    if len({task.model_spec.name for task in request.tasks}) > 1:
-        raise invalid_argument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
-    signatures = [task.model_spec.signature_name or DEFAULT_SIGNATURE for task in request.tasks]
-    repeated = sorted({s for s in signatures if signatures.count(s) > 1})
-    if repeated:
-        raise invalid_argument(f"Duplicate evaluation of signature: {repeated[0]}")
+    """Every task's Classify or Regress on the same examples, with the checks of multi_inference.cc in its order."""
+    model_name = ""
+    signatures: list[str] = []
+    for task in request.tasks:
+        if not task.model_spec.name:
+            raise invalid_argument("Found ModelSpec with an empty model name.")
+        if model_name and task.model_spec.name != model_name:
+            raise invalid_argument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+        model_name = task.model_spec.name
+        signature = task.model_spec.signature_name or DEFAULT_SIGNATURE
+        if signature in signatures:
+            raise invalid_argument(f"Duplicate evaluation of signature: {signature}")
+        signatures.append(signature)
+        if servable.signature_def(signature) is None:
+            raise invalid_argument(f"Requested signature not found in model graph: {signature}")
+        if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
+            raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}")
     examples = examples_of(request.input)
     response = inference_pb2.MultiInferenceResponse()
     for task, signature in zip(request.tasks, signatures):
         result = response.results.add(model_spec=_spec(servable, name, signature))
         if task.method_name == CLASSIFY_METHOD:
             result.classification_result.CopyFrom(_classifications(*servable.classify(signature, examples)))
-        elif task.method_name == REGRESS_METHOD:
+        else:
             values = servable.regress(signature, examples)
             result.regression_result.regressions.extend(regression_pb2.Regression(value=float(v)) for v in values)
-        else:
-            raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                               f"Unsupported signature method_name: {task.method_name}")
     return response
 
 

@@ -120,7 +120,7 @@ class Servable:
 
     def _examples_run(self, signature_name: str, examples: list[bytes]) -> dict[str, np.ndarray]:
         if not examples:
-            raise invalid_argument("Input is empty: send at least one example")
+            raise invalid_argument("Input is empty.")  # servables/tensorflow/util.cc
         self._check_batch(len(examples))
         function = self._function(signature_name)
         (input_name,) = dict(function.structured_input_signature[1])

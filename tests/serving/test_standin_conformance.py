@@ -428,3 +428,48 @@ def test_parse_errors_are_invalid_argument_never_another_exception():
             rest_json.parse_body(body)
         except ServingError as err:
             assert err.code == grpc.StatusCode.INVALID_ARGUMENT and err.message.startswith(("JSON", ))
+
+
+def test_grpc_classify_regress_and_multi_inference_refusals(stubs):
+    # servables/tensorflow/classifier.cc, regressor.cc, util.cc (Input is empty.), multi_inference.cc,
+    # multi_inference_helper.cc (no task: an empty ModelSpec).
+    from tensorflow_serving.apis import classification_pb2, inference_pb2, input_pb2, regression_pb2
+
+    prediction, _ = stubs
+    example = tf.train.Example()
+    example.features.feature["x"].float_list.value.append(1.0)
+    examples = input_pb2.Input(example_list=input_pb2.ExampleList(examples=[example]))
+
+    def spec(signature):
+        return model_pb2.ModelSpec(name=TINY_MODEL, signature_name=signature)
+
+    def task(signature, method="tensorflow/serving/classify", name=TINY_MODEL):
+        return inference_pb2.InferenceTask(model_spec=model_pb2.ModelSpec(name=name, signature_name=signature),
+                                           method_name=method)
+
+    cases = [
+        (prediction.Classify, classification_pb2.ClassificationRequest(model_spec=spec("nope"), input=examples),
+         grpc.StatusCode.INVALID_ARGUMENT, "No signature was found with the name: nope"),
+        (prediction.Classify, classification_pb2.ClassificationRequest(model_spec=spec("classify_x")),
+         grpc.StatusCode.INVALID_ARGUMENT, "Input is empty."),
+        (prediction.Regress, regression_pb2.RegressionRequest(model_spec=spec("multi"), input=examples),
+         grpc.StatusCode.INVALID_ARGUMENT, "Expected one input Tensor."),
+        (prediction.MultiInference, inference_pb2.MultiInferenceRequest(input=examples),
+         grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified."),
+        (prediction.MultiInference, inference_pb2.MultiInferenceRequest(
+            tasks=[task("classify_x"), task("regress_x", name="other")], input=examples),
+         grpc.StatusCode.INVALID_ARGUMENT, "All ModelSpecs in a MultiInferenceRequest must access the same model name."),
+        (prediction.MultiInference, inference_pb2.MultiInferenceRequest(
+            tasks=[task("classify_x"), task("classify_x")], input=examples),
+         grpc.StatusCode.INVALID_ARGUMENT, "Duplicate evaluation of signature: classify_x"),
+        (prediction.MultiInference, inference_pb2.MultiInferenceRequest(tasks=[task("nope")], input=examples),
+         grpc.StatusCode.INVALID_ARGUMENT, "Requested signature not found in model graph: nope"),
+        (prediction.MultiInference, inference_pb2.MultiInferenceRequest(
+            tasks=[task("classify_x", "tensorflow/serving/predict")], input=examples),
+         grpc.StatusCode.UNIMPLEMENTED, "Unsupported signature method_name: tensorflow/serving/predict"),
+    ]
+    for method, request, code, message in cases:
+        assert _grpc_error(lambda: method(request, timeout=30)) == (code, message)
+    response = prediction.MultiInference(inference_pb2.MultiInferenceRequest(
+        tasks=[task("classify_x"), task("regress_x", "tensorflow/serving/regress")], input=examples), timeout=30)
+    assert response.results[1].regression_result.regressions[0].value == pytest.approx(2.5)

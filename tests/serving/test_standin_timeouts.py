@@ -17,7 +17,7 @@ from tests.serving.conftest import TINY_MODEL, tiny_config
 
 STATUS_REQUEST = f"GET /v1/models/{TINY_MODEL} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
 PARTIAL_HEADER = f"GET /v1/models/{TINY_MODEL} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
-SHORT = ConnectionLimits(header_seconds=0.6, body_seconds=0.6, idle_seconds=1.0, max_connections=16)
+SHORT = ConnectionLimits(header_seconds=0.6, body_seconds=0.6, idle_seconds=2.0, max_connections=16)
 
 
 def _server(model_dir, limits: ConnectionLimits):
@@ -100,6 +100,17 @@ def test_an_idle_kept_alive_connection_is_closed_after_the_idle_limit(short_limi
         started = time.monotonic()
         closed_after = seconds_until_closed(sock, started)
     assert SHORT.idle_seconds - 0.3 <= closed_after <= SHORT.idle_seconds + 2.0
+
+
+def test_a_kept_alive_connection_that_starts_a_header_gets_the_header_limit_not_the_idle_one(short_limits_server):
+    with connections(short_limits_server, 1) as (sock,):
+        sock.sendall(STATUS_REQUEST)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 OK")
+        time.sleep(0.2)
+        started = time.monotonic()
+        sock.sendall(PARTIAL_HEADER)
+        closed_after = seconds_until_closed(sock, started)
+    assert SHORT.header_seconds - 0.1 <= closed_after < SHORT.idle_seconds - 0.2
 
 
 def test_at_the_connection_bound_a_new_client_displaces_the_longest_waiting_one(tiny_model_dir):
