@@ -86,7 +86,8 @@ def _parse_error(text: str, err: json.JSONDecodeError) -> ServingError:
         offset = len(text)
     elif not text[offset:].strip():
         message = "The document is empty." if not text.strip() else message
-    return invalid_argument(f"JSON Parse error: {message} at offset: {offset}")
+    byte_offset = len(text[:offset].encode("utf-8", "surrogateescape"))  # RapidJSON counts bytes
+    return invalid_argument(f"JSON Parse error: {message} at offset: {byte_offset}")
 
 
 def _innermost(text: str, end: int) -> str:
@@ -108,7 +109,7 @@ def parse_body(body: bytes) -> dict:
     """The request's JSON object, or TF Serving's `JSON Parse error` (json_tensor.cc: ParseJson)."""
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
-    text = body.decode("utf-8", "surrogateescape")
+    text = body.decode("utf-8", "surrogateescape").removeprefix("\ufeff")  # RapidJSON skips a UTF-8 BOM
     start = len(text) - len(text.lstrip(" \t\n\r"))
     try:
         # raw_decode stops after the first value, as RapidJSON's kParseStopWhenDoneFlag does.

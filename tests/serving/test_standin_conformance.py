@@ -263,6 +263,10 @@ def test_grpc_status_ignores_a_label_and_names_missing_versions(stubs):
     ('{"instances": [1.]}', "JSON Parse error: Miss fraction part in number. at offset: 17"),
     ('{"instances": [1e999]}', "JSON Parse error: Number too big to be stored in double. at offset: 15"),
     ('{"instances": ["x', "JSON Parse error: Missing a closing quotation mark in string. at offset: 17"),
+    ('{"instances": ["é" 1]}', "JSON Parse error: Missing a comma or ']' after an array element. at offset: 20"),
+    ('\ufeff{"instances": [1.0], "signature_name": 1}',  # RapidJSON skips the BOM; then FillSignature refuses
+     "JSON Value: {\n    \"instances\": [1.0],\n    \"signature_name\": 1\n} not formatted correctly. "
+     "'signature_name' key must be a string value."),
     ("[1, 2]", "JSON Value: [1, 2] Is not object"),
     ('{"signature_name": 100}', "JSON Value: {\n    \"signature_name\": 100\n} not formatted correctly. "
                                 "'signature_name' key must be a string value."),  # (test)
