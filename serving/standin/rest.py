@@ -26,6 +26,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      regression_pb2)
 
 from serving.standin import proto_api, rest_json
+from serving.standin.json_document import parse_body
 from serving.standin.connections import ConnectionGuard
 from serving.standin.errors import ServingError, invalid_argument
 from serving.standin.registry import ModelRegistry
@@ -74,7 +75,9 @@ def parse_route(http_method: str, path: str) -> Route | None:
 
 
 def _json_response(payload: dict, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(payload, indent=4), status=status, content_type="application/json")
+    # http_rest_api_util.cc: AddHeaders sets exactly "application/json" (no charset parameter).
+    return web.Response(body=json.dumps(payload, indent=4).encode(), status=status,
+                        headers={"Content-Type": "application/json"})
 
 
 def _error(err: ServingError) -> web.Response:
@@ -130,7 +133,7 @@ class RestApi:
             if not route.model_name:
                 raise invalid_argument("Missing model name in request.")
             return self._metadata(route) if route.action == "metadata" else self._status(route)
-        document = rest_json.parse_body(body)
+        document = parse_body(body)
         signature_name = rest_json.signature_name(document)
         if route.action == "predict":
             return self._predict(route, document, signature_name)

@@ -5,17 +5,13 @@ inputs as `TensorProto`s typed by the signature, `Input` examples for
 Classify and Regress), so both APIs share one code path, as in TF Serving;
 responses are written back from those protos. Every refusal carries the
 wording of `json_tensor.cc`, whose tests (`json_tensor_test.cc`) check it.
-JSON is read with the rules of RapidJSON, TF Serving's parser: `NaN` and
-`Infinity` are numbers, text after the first complete value is ignored, an
-integer beyond 64 bits is a double, bytes need not be valid UTF-8.
+Bodies are read by `json_document` with RapidJSON's rules.
 """
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
-from decimal import Decimal
 
 import grpc
 import numpy as np
@@ -26,204 +22,12 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
 from serving.standin.errors import ServingError, invalid_argument
+from serving.standin.json_document import debug_string, format_error, json_type
 
 _INT32 = (-2**31, 2**31 - 1)
 _INT64 = (-2**63, 2**63 - 1)
 _UINT64_MAX = 2**64 - 1
-_DEBUG_STRING_BYTES = 256  # json_tensor.cc: kMaxJsonDebugStringBytes
 _BYTES_SUFFIX = "_bytes"  # json_tensor.cc: kBytesTensorNameSuffix, outputs written as {"b64": ...}
-
-# RapidJSON's English messages (error/en.h) for the failures Python's decoder reports.
-_PARSE_MESSAGES = {
-    "Expecting value": "Invalid value.",
-    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
-    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
-    "Unterminated string starting at": "Missing a closing quotation mark in string.",
-    "Invalid \\escape": "Invalid escape character in string.",
-    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
-    "Invalid control character at": "Invalid escape character in string.",
-}
-
-
-class _NumberTooBig(ValueError):
-    def __init__(self, literal: str):
-        super().__init__(literal)
-        self.literal = literal
-
-
-def _double(literal: str) -> float:
-    value = float(literal)
-    if math.isinf(value):
-        raise _NumberTooBig(literal)
-    return value
-
-
-def _integer(literal: str) -> int | float:
-    """RapidJSON keeps integers of int64 or uint64 range; a longer one is read as a double."""
-    if len(literal) <= 21:
-        value = int(literal)
-        if _INT64[0] <= value <= _UINT64_MAX:
-            return value
-    return _double(literal)
-
-
-_CONSTANTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-_DECODER = json.JSONDecoder(parse_int=_integer, parse_float=_double, parse_constant=_CONSTANTS.__getitem__)
-
-
-def _parse_error(text: str, err: json.JSONDecodeError) -> ServingError:
-    message = _PARSE_MESSAGES.get(err.msg, "Invalid value.")
-    offset = err.pos
-    if err.msg == "Expecting ',' delimiter":
-        before = text[:offset].rstrip()
-        if before[-1:].isdigit() and text[offset:offset + 1] in (".", "e", "E"):
-            message = "Miss fraction part in number." if text[offset] == "." else "Miss exponent in number."
-            offset += 1
-        else:
-            message = ("Missing a comma or ']' after an array element." if _innermost(text, offset) == "["
-                       else "Missing a comma or '}' after an object member.")
-    elif err.msg == "Unterminated string starting at":
-        offset = len(text)
-    elif not text[offset:].strip():
-        message = "The document is empty." if not text.strip() else message
-    byte_offset = len(text[:offset].encode("utf-8", "surrogateescape"))  # RapidJSON counts bytes
-    return invalid_argument(f"JSON Parse error: {message} at offset: {byte_offset}")
-
-
-def _innermost(text: str, end: int) -> str:
-    """The bracket of the innermost array or object open at `end` (only read for an error message)."""
-    stack, in_string, escaped = [], False, False
-    for char in text[:end]:
-        if in_string:
-            in_string, escaped = (not (char == '"' and not escaped)), (char == "\\" and not escaped)
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            stack.append(char)
-        elif char in "]}" and stack:
-            stack.pop()
-    return stack[-1] if stack else ""
-
-
-def parse_body(body: bytes) -> dict:
-    """The request's JSON object, or TF Serving's `JSON Parse error` (json_tensor.cc: ParseJson)."""
-    if not body:
-        raise invalid_argument("JSON Parse error: The document is empty")
-    text = body.decode("utf-8", "surrogateescape").removeprefix("\ufeff")  # RapidJSON skips a UTF-8 BOM
-    start = len(text) - len(text.lstrip(" \t\n\r"))
-    try:
-        # raw_decode stops after the first value, as RapidJSON's kParseStopWhenDoneFlag does.
-        document, _ = _DECODER.raw_decode(text, start)
-    except json.JSONDecodeError as err:
-        raise _parse_error(text, err) from None
-    except _NumberTooBig as err:
-        offset = max(text.find(err.literal), 0)
-        raise invalid_argument(f"JSON Parse error: Number too big to be stored in double. at offset: {offset}") \
-            from None
-    except RecursionError:
-        # RapidJSON parses iteratively and has no depth limit; Python's decoder has one. Deliberate
-        # divergence: a document nested about a thousand levels deep is refused here, never a 500.
-        raise invalid_argument("JSON Parse error: arrays or objects nested too deeply for the stand-in's "
-                               "parser (about 1000 levels)") from None
-    if not isinstance(document, dict):
-        raise _format_error(document, "Is not object")
-    return document
-
-
-def _format_error(value, *parts: str) -> ServingError:
-    """json_tensor.cc: FormatError."""
-    return invalid_argument(f"JSON Value: {debug_string(value)} {''.join(parts)}")
-
-
-# --- JsonValueToDebugString: RapidJSON's PrettyWriter (4-space indent, arrays on one line), cut near 256 bytes.
-
-def _number_text(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    return _rapidjson_double(value)
-
-
-def _rapidjson_double(value: float) -> str:
-    """RapidJSON's Writer::Double (dtoa.h Prettify): shortest digits, `1.0` for whole numbers, `1e30` exponents."""
-    if not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("-Infinity" if value < 0 else "Infinity")
-    sign = "-" if math.copysign(1.0, value) < 0 else ""
-    if value == 0:
-        return f"{sign}0.0"
-    _, digit_tuple, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
-    digits = "".join(map(str, digit_tuple))
-    point = len(digits) + exponent  # the value is 0.<digits> × 10^point
-    if exponent >= 0 and point <= 21:
-        return f"{sign}{digits}{'0' * exponent}.0"
-    if 0 < point <= 21:
-        return f"{sign}{digits[:point]}.{digits[point:]}"
-    if -6 < point <= 0:
-        return f"{sign}0.{'0' * -point}{digits}"
-    mantissa = digits if len(digits) == 1 else f"{digits[0]}.{digits[1:]}"
-    return f"{sign}{mantissa}e{point - 1}"
-
-
-def _string_text(value: str) -> str:
-    return json.dumps(value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), ensure_ascii=False)
-
-
-def debug_string(value) -> str:
-    """json_tensor.cc: JsonValueToDebugString; iterative, so any nesting depth is safe."""
-    out: list[str] = []
-    size = 0
-    # A stack of ("value", JSON value, indent level) and ("text", literal, level) still to write.
-    events: list = [("value", value, 0)]
-    while events and size < _DEBUG_STRING_BYTES:
-        kind, item, level = events.pop()
-        if kind == "text":
-            piece = item
-        elif isinstance(item, list):
-            piece = "["
-            children = [("value", child, level + 1) for child in item]
-            tail = [("text", "]", level)]
-            sequence = []
-            for i, child in enumerate(children):
-                if i:
-                    sequence.append(("text", ", ", level))
-                sequence.append(child)
-            events.extend(reversed(sequence + tail))
-        elif isinstance(item, dict):
-            piece = "{"
-            sequence = []
-            for i, (key, child) in enumerate(item.items()):
-                indent = "\n" + "    " * (level + 1)
-                sequence.append(("text", ("," if i else "") + indent + _string_text(key) + ": ", level))
-                sequence.append(("value", child, level + 1))
-            if item:
-                sequence.append(("text", "\n" + "    " * level, level))
-            sequence.append(("text", "}", level))
-            events.extend(reversed(sequence))
-        elif isinstance(item, str):
-            piece = _string_text(item)
-        elif item is None:
-            piece = "null"
-        else:
-            piece = _number_text(item)
-        out.append(piece)
-        size += len(piece.encode("utf-8", "surrogateescape"))
-    return "".join(out)
-
-
-def _json_type(value) -> str:
-    """json_tensor.cc: JsonTypeString."""
-    if value is None:
-        return "Null"
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, dict):
-        return "Object"
-    if isinstance(value, list):
-        return "Array"
-    if isinstance(value, str):
-        return "String"
-    return "Number"
 
 
 def dtype_string(dtype: int) -> str:
@@ -239,7 +43,7 @@ def _is_base64_object(value) -> bool:
 
 def _decode_base64(value) -> bytes:
     if not _is_base64_object(value):
-        raise _format_error(value, "not formatted correctly for base64 data")
+        raise format_error(value, "not formatted correctly for base64 data")
     text = value["b64"]
     try:
         padded = text if "=" in text else text + "=" * (-len(text) % 4)
@@ -249,7 +53,7 @@ def _decode_base64(value) -> bytes:
 
 
 def _type_error(value, dtype: int) -> ServingError:
-    return invalid_argument(f"JSON Value: {debug_string(value)} Type: {_json_type(value)} "
+    return invalid_argument(f"JSON Value: {debug_string(value)} Type: {json_type(value)} "
                             f"is not of expected type: {dtype_string(dtype)}")
 
 
@@ -430,7 +234,7 @@ def signature_name(document: dict) -> str:
     """json_tensor.cc: FillSignature."""
     name = document.get("signature_name", "")
     if not isinstance(name, str):
-        raise _format_error(document, "not formatted correctly. 'signature_name' key must be a string value.")
+        raise format_error(document, "not formatted correctly. 'signature_name' key must be a string value.")
     return name
 
 
@@ -442,13 +246,13 @@ def predict_tensors(document: dict, infos: dict[str, meta_graph_pb2.TensorInfo],
         raise invalid_argument(f"Failed to get input map for signature: {signature or 'DEFAULT'}")
     if "instances" in document:
         if "inputs" in document:
-            raise _format_error(document, "Not formatted correctly expecting only one of 'inputs' or "
+            raise format_error(document, "Not formatted correctly expecting only one of 'inputs' or "
                                           "'instances' keys to exist ")
         instances = document["instances"]
         if not isinstance(instances, list):
-            raise _format_error(document, "Expecting 'instances' to be an list/array")
+            raise format_error(document, "Expecting 'instances' to be an list/array")
         if not instances:
-            raise _format_error(document, "No values in 'instances' array")
+            raise format_error(document, "No values in 'instances' array")
         return _instances(instances, infos), True
     if "inputs" in document:
         return _inputs(document["inputs"], infos), False
@@ -471,7 +275,7 @@ def _add_to_feature(value, name: str, feature: feature_pb2.Feature):
             raise _feature_kind_error(name, feature)
 
     if value is None or isinstance(value, list) or (isinstance(value, dict) and not _is_base64_object(value)):
-        raise invalid_argument(f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}")
+        raise invalid_argument(f"Feature: {name} has element with unexpected JSON type: {json_type(value)}")
     if isinstance(value, bool):
         ensure_kind("int64_list")
         feature.int64_list.value.append(int(value))
@@ -495,7 +299,7 @@ def _add_to_feature(value, name: str, feature: feature_pb2.Feature):
 def _example(value, example: example_pb2.Example):
     """json_tensor.cc: MakeExampleFromJsonObject."""
     if not isinstance(value, dict):
-        raise invalid_argument(f"Example must be JSON object but got JSON {_json_type(value)}")
+        raise invalid_argument(f"Example must be JSON object but got JSON {json_type(value)}")
     for name, content in value.items():
         feature = feature_pb2.Feature()
         for item in (content if isinstance(content, list) else [content]):
@@ -511,12 +315,12 @@ def examples_input(document: dict) -> input_pb2.Input:
         _example(document["context"], model_input.example_list_with_context.context)
     if "examples" not in document:
         # TF Serving names "classify" here for Regress requests too.
-        raise _format_error(document, "When method is classify, key 'examples' is expected and was not found")
+        raise format_error(document, "When method is classify, key 'examples' is expected and was not found")
     examples = document["examples"]
     if not isinstance(examples, list):
-        raise _format_error(document, "Expecting 'examples' value to be an list/array")
+        raise format_error(document, "Expecting 'examples' value to be an list/array")
     if not examples:
-        raise _format_error(document, "'examples' value is an empty array")
+        raise format_error(document, "'examples' value is an empty array")
     target = model_input.example_list_with_context if has_context else model_input.example_list
     for value in examples:
         _example(value, target.examples.add())

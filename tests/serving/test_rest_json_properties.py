@@ -16,7 +16,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from serving.standin import proto_api, rest_json
+from serving.standin import json_document, proto_api, rest_json
 from serving.standin.errors import ServingError
 
 PROPERTY = settings(max_examples=200, deadline=None)
@@ -40,7 +40,7 @@ def _parsed_or_refused(parse):
 @PROPERTY
 @given(body=st.binary(max_size=64) | REQUESTS.map(lambda request: json.dumps(request).encode()))
 def test_any_body_is_parsed_or_refused_with_invalid_argument(body):
-    _parsed_or_refused(lambda: rest_json.parse_body(body))
+    _parsed_or_refused(lambda: json_document.parse_body(body))
 
 
 INFOS = {"single": {"examples": meta_graph_pb2.TensorInfo(dtype=tf.string.as_datatype_enum)},
@@ -51,7 +51,7 @@ INFOS = {"single": {"examples": meta_graph_pb2.TensorInfo(dtype=tf.string.as_dat
 @PROPERTY
 @given(request=REQUESTS)
 def test_any_json_request_is_parsed_or_refused_with_invalid_argument(request):
-    request = rest_json.parse_body(json.dumps(request).encode())
+    request = json_document.parse_body(json.dumps(request).encode())
     _parsed_or_refused(lambda: rest_json.predict_tensors(request, INFOS["single"], ""))
     _parsed_or_refused(lambda: rest_json.predict_tensors(request, INFOS["pair"], ""))
     _parsed_or_refused(lambda: rest_json.examples_input(request))
@@ -74,11 +74,11 @@ def test_columnar_and_row_inputs_come_back_with_the_values_sent(rows, width, dat
              "blob": meta_graph_pb2.TensorInfo(dtype=tf.string.as_datatype_enum)}
 
     columnar, row_form = rest_json.predict_tensors(
-        rest_json.parse_body(json.dumps({"inputs": {"ids": ints, "word": words, "blob": encoded}}).encode()), infos, "")
+        json_document.parse_body(json.dumps({"inputs": {"ids": ints, "word": words, "blob": encoded}}).encode()), infos, "")
     assert not row_form
     instances = [{"ids": i, "word": w, "blob": b} for i, w, b in zip(ints, words, encoded)]
     by_row, row_form = rest_json.predict_tensors(
-        rest_json.parse_body(json.dumps({"instances": instances}).encode()), infos, "")
+        json_document.parse_body(json.dumps({"instances": instances}).encode()), infos, "")
     assert row_form
     for parsed in (columnar, by_row):
         np.testing.assert_array_equal(tf.make_ndarray(parsed["ids"]), np.array(ints, dtype=np.int64))
@@ -93,7 +93,7 @@ def test_columnar_and_row_inputs_come_back_with_the_values_sent(rows, width, dat
                                                                                             max_size=3),
                                          max_size=3), min_size=1, max_size=4))
 def test_examples_merge_over_the_context_and_keep_every_value(context, examples):
-    request = rest_json.parse_body(json.dumps({"context": context, "examples": examples}).encode())
+    request = json_document.parse_body(json.dumps({"context": context, "examples": examples}).encode())
     serialized = proto_api.examples_of(rest_json.examples_input(request))
     assert len(serialized) == len(examples)
     for raw, features in zip(serialized, examples):
@@ -136,7 +136,7 @@ def _accepted_kind(values: list) -> str | None:
 def test_example_values_are_kept_exactly_or_refused(features):
     """A feature's values arrive as TF Serving types them (floats as float32, infinity past its range, booleans as
     0 and 1), and mixed kinds and uint64 values are refused."""
-    request = rest_json.parse_body(json.dumps({"examples": [features]}).encode())
+    request = json_document.parse_body(json.dumps({"examples": [features]}).encode())
     expected = {name: _accepted_kind(value if isinstance(value, list) else [value])
                 for name, value in features.items()}
     try:

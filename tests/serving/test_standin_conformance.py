@@ -19,7 +19,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
 
-from serving.standin import rest_json
+from serving.standin import json_document, rest_json
 from serving.standin.errors import ServingError
 from tests.serving.conftest import TINY_MODEL
 
@@ -377,6 +377,7 @@ def test_nan_and_infinity_are_accepted_and_written_as_tokens(tiny_server):
     text = response.read().decode()
     connection.close()
     assert response.status == 200
+    assert response.getheader("Content-Type") == "application/json"  # http_rest_api_handler_test.cc: headers
     assert json.loads(text, parse_constant=str) == {"outputs": ["NaN", "Infinity", "-Infinity"]}
 
 
@@ -409,13 +410,13 @@ def test_pathological_nesting_and_size_get_400_and_the_server_keeps_serving(tiny
 # kFormatSingleLineArray, cut after 256 bytes) and RapidJSON's dtoa Prettify for doubles.
 
 def test_debug_strings_are_rapidjsons_pretty_writer_cut_at_256_bytes():
-    assert rest_json.debug_string({"a": [1, 2.0, "x"], "b": {}, "c": None, "d": True}) == (
+    assert json_document.debug_string({"a": [1, 2.0, "x"], "b": {}, "c": None, "d": True}) == (
         '{\n    "a": [1, 2.0, "x"],\n    "b": {},\n    "c": null,\n    "d": true\n}')
-    assert rest_json.debug_string([{"b64": "AA=="}]) == '[{\n        "b64": "AA=="\n    }]'
-    cut = rest_json.debug_string(list(range(1000)))
+    assert json_document.debug_string([{"b64": "AA=="}]) == '[{\n        "b64": "AA=="\n    }]'
+    cut = json_document.debug_string(list(range(1000)))
     assert 256 <= len(cut) < 262 and cut.startswith("[0, 1, 2") and not cut.endswith("]")
-    assert rest_json.debug_string([[[[[[[[1]]]]]]]] * 10_000)[:6] == "[[[[[["  # no recursion, any depth
-    assert [rest_json._rapidjson_double(v) for v in (1.0, 1e20, 1e21, 1.5e-7, 0.001234, -2.5, 123.456)] == [
+    assert json_document.debug_string([[[[[[[[1]]]]]]]] * 10_000)[:6] == "[[[[[["  # no recursion, any depth
+    assert [json_document.rapidjson_double(v) for v in (1.0, 1e20, 1e21, 1.5e-7, 0.001234, -2.5, 123.456)] == [
         "1.0", "100000000000000000000.0", "1e21", "1.5e-7", "0.001234", "-2.5", "123.456"]
 
 
@@ -429,7 +430,7 @@ def test_floats_are_written_with_six_digits_unless_that_loses_the_value():
 def test_parse_errors_are_invalid_argument_never_another_exception():
     for body in (b"\x00", b"{\"a\": \"\\ud800\"}", b"{\"a\": -}", b"[" * 5000, b"{\"a\":" + b"1" * 30 + b"}"):
         try:
-            rest_json.parse_body(body)
+            json_document.parse_body(body)
         except ServingError as err:
             assert err.code == grpc.StatusCode.INVALID_ARGUMENT and err.message.startswith(("JSON", ))
 
