@@ -115,8 +115,9 @@ class RestApi:
                                            f"{MAX_BODY_BYTES} bytes"))
         except ServingError as err:
             return _error(err)
-        except (ConnectionError, asyncio.CancelledError):
-            raise  # the guard closed a connection that ran out of time; nothing can be answered
+        except ConnectionError:  # the guard closed a connection whose body did not arrive in time
+            _LOG.info("REST connection closed while reading a request body (%s)", request.path)
+            return web.Response(status=408)  # never sent: the connection is gone
         except Exception as err:  # a bug must reach the client as a 500 with its message
             _LOG.exception("REST request failed")
             return _error(ServingError(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}"))
