@@ -4,6 +4,7 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      inference_pb2, input_pb2, model_pb2, predict_pb2, prediction_log_pb2,
@@ -115,8 +116,30 @@ def predict(servable: Servable, name: str, request: predict_pb2.PredictRequest) 
     outputs = servable.run(signature_name, arrays)
     response = predict_pb2.PredictResponse(model_spec=_spec(servable, name, signature_name))
     for alias in aliases:
-        response.outputs[alias].CopyFrom(tf.make_tensor_proto(outputs[alias]))
+        response.outputs[alias].CopyFrom(as_proto_field(outputs[alias]))
     return response
+
+
+# Tensor::AsProtoField's repeated field per dtype (TF Serving's Predict answers with it, not tensor_content).
+_PROTO_FIELDS = {tf.float32: "float_val", tf.float64: "double_val", tf.int32: "int_val", tf.int16: "int_val",
+                 tf.int8: "int_val", tf.uint8: "int_val", tf.uint16: "int_val", tf.int64: "int64_val",
+                 tf.bool: "bool_val", tf.string: "string_val", tf.uint32: "uint32_val", tf.uint64: "uint64_val"}
+
+
+def as_proto_field(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """A TensorProto with the values in its typed repeated field, as predict_util.cc writes outputs
+    (PredictResponseTensorSerializationOption::kAsProtoField)."""
+    dtype = tf.as_dtype(array.dtype) if array.dtype.kind not in "SUO" else tf.string
+    field = _PROTO_FIELDS.get(dtype)
+    if field is None:  # half, complex, ...: TensorFlow's own encoding
+        return tf.make_tensor_proto(array)
+    proto = tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum,
+                                   tensor_shape=tf.TensorShape(array.shape).as_proto())
+    values = array.ravel().tolist()
+    if dtype == tf.string:
+        values = [v if isinstance(v, bytes) else str(v).encode() for v in values]
+    getattr(proto, field).extend(values)
+    return proto
 
 
 def _classifications(classes, scores) -> classification_pb2.ClassificationResult:
