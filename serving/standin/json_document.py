@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from decimal import Decimal
 
 from serving.standin.errors import ServingError, invalid_argument
@@ -92,11 +93,23 @@ def _innermost(text: str, end: int) -> str:
     return stack[-1] if stack else ""
 
 
+# RapidJSON's kParseNanAndInfFlag reads NaN, -NaN, Inf, -Inf, Infinity and -Infinity; Python's decoder only
+# NaN, Infinity and -Infinity. Strings are matched first so that their contents stay as they are.
+_SPECIAL_NUMBER = re.compile(r'"(?:[^"\\]|\\.)*"|-?Inf(?!inity)|-NaN')
+
+
+def _spelled_for_python(match: re.Match) -> str:
+    token = match.group()
+    return token if token.startswith('"') else {"Inf": "Infinity", "-Inf": "-Infinity", "-NaN": "NaN"}[token]
+
+
 def parse_body(body: bytes) -> dict:
     """The request's JSON object, or TF Serving's `JSON Parse error` (json_tensor.cc: ParseJson)."""
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
     text = body.decode("utf-8", "surrogateescape").removeprefix("\ufeff")  # RapidJSON skips a UTF-8 BOM
+    if "Inf" in text or "NaN" in text:
+        text = _SPECIAL_NUMBER.sub(_spelled_for_python, text)
     start = len(text) - len(text.lstrip(" \t\n\r"))
     try:
         # raw_decode stops after the first value, as RapidJSON's kParseStopWhenDoneFlag does.

@@ -362,6 +362,9 @@ def test_predict_answers_in_the_format_asked_with_floats_as_tf_serving_writes_th
         200, {"predictions": [2.5, 3.25, 2.1]})  # 2.1 from float32, written with six digits as TF Serving does
     status, body = call(tiny_server, "POST", f"{M}:predict", '{"inputs": {"x": [-Infinity]}, "extra": 1}')
     assert (status, body) == (200, {"outputs": [-math.inf]})
+    # RapidJSON's kParseNanAndInfFlag also reads Inf, -Inf and -NaN (a string holding them stays a string).
+    status, body = call(tiny_server, "POST", f"{M}:predict", '{"inputs": [Inf, -Inf], "note": "-Inf \\" NaN"}')
+    assert (status, body) == (200, {"outputs": [math.inf, -math.inf]})
     multi = ('{"signature_name": "multi", "instances": [{"a": [1, 2], "b": {"b64": "/w=="}, "c": 3}, '
              '{"a": [0.5, 0.25], "b": "text", "c": -4}]}')
     assert call(tiny_server, "POST", f"{M}:predict", multi) == (200, {"predictions": [
