@@ -49,8 +49,8 @@ class Servable:
 
     def _check_batch(self, size: int):
         if size > self.max_batch_size:
-            raise invalid_argument(f"Task size {size} is larger than maximum input batch size "
-                                   f"{self.max_batch_size}; split the request")
+            # TF Serving's batching (TensorFlow's shared_batch_scheduler.h) refuses a larger task in these words.
+            raise invalid_argument(f"Task size {size} is larger than maximum input batch size {self.max_batch_size}")
 
     def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Runs the signature on arrays already checked against its input aliases (predict_util.cc)."""
