@@ -87,7 +87,8 @@ class ConnectionGuard:
     def protocol_factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         return lambda: _GuardedProtocol(self, inner())
 
-    def _admit(self, transport: asyncio.Transport) -> Connection | None:
+    def admit(self, transport: asyncio.Transport) -> Connection | None:
+        """A new connection's record, None if it must be turned away (every open one is in a request)."""
         if len(self._open) >= self.limits.max_connections:
             waiting = [c for c in self._open.values() if c.waiting_for_request]
             if not waiting:
@@ -105,7 +106,8 @@ class ConnectionGuard:
         self._open.pop(connection.transport, None)
         connection.transport.abort()
 
-    def _forget(self, transport):
+    def forget(self, transport):
+        """Drops a connection that closed (by either side)."""
         self._open.pop(transport, None)
 
     def close_expired(self, now: float | None = None) -> int:
@@ -136,7 +138,7 @@ class _GuardedProtocol(asyncio.Protocol):
 
     def connection_made(self, transport):
         self._transport = transport
-        self._connection = self._guard._admit(transport)
+        self._connection = self._guard.admit(transport)
         if self._connection is None:
             transport.abort()
             return
@@ -151,7 +153,7 @@ class _GuardedProtocol(asyncio.Protocol):
         return self._inner.eof_received() if self._connection is not None else None
 
     def connection_lost(self, exc):
-        self._guard._forget(self._transport)
+        self._guard.forget(self._transport)
         if self._connection is not None:
             self._inner.connection_lost(exc)
 

@@ -139,8 +139,8 @@ def test_when_every_connection_is_busy_a_new_one_is_refused_and_deadlines_close_
     guard = ConnectionGuard(ConnectionLimits(header_seconds=1, body_seconds=1, idle_seconds=1, max_connections=2))
     first, second, third = _Transport(), _Transport(), _Transport()
     for transport in (first, second):
-        guard._admit(transport).busy()
-    assert guard._admit(third) is None and guard.refused == 1 and not first.aborted
+        guard.admit(transport).busy()
+    assert guard.admit(third) is None and guard.refused == 1 and not first.aborted
     guard.connection(first).answered()
     assert guard.close_expired(time.monotonic() + 0.5) == 0
     assert guard.close_expired(time.monotonic() + 1.5) == 1 and first.aborted and not second.aborted
