@@ -28,13 +28,15 @@ class ConnectionLimits:
     body_seconds: float = 30.0  # to receive the whole request body
     idle_seconds: float = 30.0  # a kept-alive connection's wait for its next request, and for a reader to drain
     max_connections: int = 256
+    max_body_bytes: int = 256 * 1024 * 1024  # large candidate lists fit; TF Serving sets no limit of its own
 
     def __post_init__(self):
         for name in ("header_seconds", "body_seconds", "idle_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ConnectionLimits.{name} must be positive, got {getattr(self, name)}")
-        if self.max_connections < 1:
-            raise ValueError(f"ConnectionLimits.max_connections must be at least 1, got {self.max_connections}")
+        for name in ("max_connections", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ConnectionLimits.{name} must be at least 1, got {getattr(self, name)}")
 
 
 class Connection:

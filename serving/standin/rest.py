@@ -33,7 +33,6 @@ from serving.standin.registry import ModelRegistry
 from serving.standin.servable import DEFAULT_SIGNATURE
 
 _LOG = logging.getLogger(__name__)
-MAX_BODY_BYTES = 256 * 1024 * 1024
 # http_rest_api_handler.h: kPathRegex, the paths TF Serving's REST handler takes at all.
 _HANDLED_PATH = re.compile(r"(?i)/v1/.*")
 # http_rest_api_util.cc: kPredictionApiGegex (POST) and kModelStatusApiRegex (GET).
@@ -88,7 +87,7 @@ def _error(err: ServingError) -> web.Response:
 class RestApi:
     """Routes `/v1/...` requests to the registry's servables."""
 
-    def __init__(self, registry: ModelRegistry, pool: ThreadPoolExecutor, guard: ConnectionGuard | None = None):
+    def __init__(self, registry: ModelRegistry, pool: ThreadPoolExecutor, guard: ConnectionGuard):
         self._registry = registry
         self._pool = pool
         self._guard = guard
@@ -97,7 +96,7 @@ class RestApi:
         path = request.raw_path  # undecoded, with the query string, as net_http's uri_path()
         if not _HANDLED_PATH.fullmatch(path):
             return web.Response(text=_NOT_FOUND_PAGE, status=404, content_type="text/html")
-        connection = self._guard.connection(request.transport) if self._guard else None
+        connection = self._guard.connection(request.transport)
         try:
             if connection:
                 connection.reading_body()
@@ -110,9 +109,9 @@ class RestApi:
             payload = await asyncio.get_running_loop().run_in_executor(
                 self._pool, self.answer, request.method, path, body)
             return _json_response(payload)
-        except web.HTTPRequestEntityTooLarge:
+        except web.HTTPRequestEntityTooLarge:  # a 400 like any body the parser cannot take
             return _error(invalid_argument(f"JSON Parse error: the request body exceeds the stand-in's limit of "
-                                           f"{MAX_BODY_BYTES} bytes"))
+                                           f"{request.client_max_size} bytes"))
         except ServingError as err:
             return _error(err)
         except ConnectionError:  # the guard closed a connection whose body did not arrive in time
@@ -193,8 +192,7 @@ def _model_spec(route: Route, signature_name: str) -> model_pb2.ModelSpec:
     return spec
 
 
-def rest_app(registry: ModelRegistry, pool: ThreadPoolExecutor, guard: ConnectionGuard | None = None
-             ) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+def rest_app(registry: ModelRegistry, pool: ThreadPoolExecutor, guard: ConnectionGuard) -> web.Application:
+    app = web.Application(client_max_size=guard.limits.max_body_bytes)
     app.router.add_route("*", "/{path:.*}", RestApi(registry, pool, guard).handle)
     return app

@@ -114,17 +114,37 @@ def test_a_kept_alive_connection_that_starts_a_header_gets_the_header_limit_not_
     assert SHORT.header_seconds - 0.1 <= closed_after < SHORT.idle_seconds - 0.2
 
 
-def test_at_the_connection_bound_a_new_client_displaces_the_longest_waiting_one(tiny_model_dir):
-    limits = ConnectionLimits(header_seconds=20, body_seconds=20, idle_seconds=20, max_connections=4)
-    with _server(tiny_model_dir, limits) as server, connections(server, 4) as stalled:
+@pytest.fixture(scope="module")
+def bounded_server(tiny_model_dir):
+    limits = ConnectionLimits(header_seconds=20, body_seconds=20, idle_seconds=20, max_connections=4,
+                              max_body_bytes=4096)
+    with _server(tiny_model_dir, limits) as server:
+        yield server
+
+
+def test_at_the_connection_bound_a_new_client_displaces_the_longest_waiting_one(bounded_server):
+    displaced_before = bounded_server.connections.displaced
+    with connections(bounded_server, 4) as stalled:
         for sock in stalled:
             sock.sendall(PARTIAL_HEADER)
             time.sleep(0.05)  # so the first one has waited longest
         started = time.monotonic()
-        assert answered(server) == "HTTP/1.1 200 OK"
+        assert answered(bounded_server) == "HTTP/1.1 200 OK"
         assert time.monotonic() - started < 5  # long before any header limit: a stalled client made room
         assert seconds_until_closed(stalled[0], started) < 5
-        assert server.connections.displaced == 1
+        assert bounded_server.connections.displaced == displaced_before + 1
+
+
+def test_a_body_over_the_size_limit_is_a_400_not_a_500(bounded_server):
+    body = b'{"instances": [' + b"1.0, " * 2000 + b"1.0]}"
+    with connections(bounded_server, 1) as (sock,):
+        sock.sendall(f"POST /v1/models/{TINY_MODEL}:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        reply = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                reply += chunk
+    assert reply.startswith(b"HTTP/1.1 400 ") and b"exceeds the stand-in's limit of 4096 bytes" in reply
 
 
 class _Transport:
@@ -146,3 +166,5 @@ def test_when_every_connection_is_busy_a_new_one_is_refused_and_deadlines_close_
     assert guard.close_expired(time.monotonic() + 1.5) == 1 and first.aborted and not second.aborted
     with pytest.raises(ValueError, match="header_seconds must be positive"):
         ConnectionLimits(header_seconds=0)
+    with pytest.raises(ValueError, match="max_body_bytes must be at least 1"):
+        ConnectionLimits(max_body_bytes=0)
