@@ -166,7 +166,12 @@ def rapidjson_double(value: float) -> str:
 
 
 def _string_text(value: str) -> str:
-    return json.dumps(value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), ensure_ascii=False)
+    """A JSON string as RapidJSON's Writer escapes it: text as is, control characters as \\u00XX in capitals."""
+    quoted = json.dumps(value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), ensure_ascii=False)
+    return _CONTROL_ESCAPE.sub(lambda match: match.group().upper().replace("\\U", "\\u"), quoted)
+
+
+_CONTROL_ESCAPE = re.compile(r"\\u00[0-9a-f]{2}")
 
 
 def debug_string(value) -> str:

@@ -418,6 +418,7 @@ def test_debug_strings_are_rapidjsons_pretty_writer_cut_at_256_bytes():
     assert json_document.debug_string({"a": [1, 2.0, "x"], "b": {}, "c": None, "d": True}) == (
         '{\n    "a": [1, 2.0, "x"],\n    "b": {},\n    "c": null,\n    "d": true\n}')
     assert json_document.debug_string([{"b64": "AA=="}]) == '[{\n        "b64": "AA=="\n    }]'
+    assert json_document.debug_string(["é\x1f\n\"/"]) == '["é\\u001F\\n\\"/"]'  # RapidJSON's escapes
     cut = json_document.debug_string(list(range(1000)))
     assert 256 <= len(cut) < 262 and cut.startswith("[0, 1, 2") and not cut.endswith("]")
     assert json_document.debug_string([[[[[[[[1]]]]]]]] * 10_000)[:6] == "[[[[[["  # no recursion, any depth
