@@ -103,17 +103,25 @@ def _spelled_for_python(match: re.Match) -> str:
     return token if token.startswith('"') else {"Inf": "Infinity", "-Inf": "-Infinity", "-NaN": "NaN"}[token]
 
 
+def _decode(text: str):
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    # raw_decode stops after the first value, as RapidJSON's kParseStopWhenDoneFlag does.
+    return _DECODER.raw_decode(text, start)[0]
+
+
 def parse_body(body: bytes) -> dict:
     """The request's JSON object, or TF Serving's `JSON Parse error` (json_tensor.cc: ParseJson)."""
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
     text = body.decode("utf-8", "surrogateescape").removeprefix("\ufeff")  # RapidJSON skips a UTF-8 BOM
-    if "Inf" in text or "NaN" in text:
-        text = _SPECIAL_NUMBER.sub(_spelled_for_python, text)
-    start = len(text) - len(text.lstrip(" \t\n\r"))
     try:
-        # raw_decode stops after the first value, as RapidJSON's kParseStopWhenDoneFlag does.
-        document, _ = _DECODER.raw_decode(text, start)
+        try:
+            document = _decode(text)
+        except json.JSONDecodeError:
+            if "Inf" not in text and "NaN" not in text:
+                raise
+            text = _SPECIAL_NUMBER.sub(_spelled_for_python, text)  # only now: the rewrite reads every string
+            document = _decode(text)
     except json.JSONDecodeError as err:
         raise _parse_error(text, err) from None
     except _NumberTooBig as err:

@@ -75,7 +75,7 @@ def parse_route(http_method: str, path: str) -> Route | None:
 
 def _json_response(payload: dict, status: int = 200) -> web.Response:
     # http_rest_api_util.cc: AddHeaders sets exactly "application/json" (no charset parameter).
-    return web.Response(body=json.dumps(payload, indent=4).encode(), status=status,
+    return web.Response(body=json.dumps(payload).encode(), status=status,
                         headers={"Content-Type": "application/json"})
 
 

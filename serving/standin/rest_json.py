@@ -329,25 +329,28 @@ def examples_input(document: dict) -> input_pb2.Input:
 
 # --- Responses: json_tensor.cc MakeJsonFromTensors, MakeJsonFromClassificationResult, ...RegressionResult.
 
-def _decimal(value: float, digits: int, width: type) -> float:
-    """json_tensor.cc: WriteDecimal writes six significant digits, or all when six do not round-trip.
-
-    The text is turned back into a Python float, whose JSON spelling parses to the same number.
-    """
-    if not math.isfinite(value):
-        return value
-    text = f"{value:g}"
-    if width(float(text)) != width(value):
-        text = f"{value:.{digits}g}"
-    return float(text)
+def _decimals(array: np.ndarray, digits: int) -> np.ndarray:
+    """json_tensor.cc: WriteDecimal writes six significant digits, or `digits` (max_digits10) where six do not
+    give the value back. Each text is returned as the Python float it spells, whose JSON spelling parses to the
+    same number; NaN and infinities stay as they are (written as NaN, Infinity, -Infinity)."""
+    flat = array.ravel()
+    values = flat.astype(np.float64).tolist()
+    spelled = [float(f"{value:g}") for value in values]
+    with np.errstate(over="ignore"):
+        lost = np.flatnonzero((np.array(spelled).astype(array.dtype) != flat) & np.isfinite(flat))
+    for index in lost.tolist():
+        spelled[index] = float(f"{values[index]:.{digits}g}")
+    result = np.empty(len(spelled), dtype=object)
+    result[:] = spelled
+    return result.reshape(array.shape)
 
 
 def _float32(value) -> float:
-    return _decimal(float(value), 9, np.float32)
+    return _decimals(np.array([value], np.float32), 9)[0]
 
 
 def _float64(value) -> float:
-    return _decimal(float(value), 17, float)
+    return _decimals(np.array([value], np.float64), 17)[0]
 
 
 def _writer(tensor: tensor_pb2.TensorProto, name: str):
@@ -378,8 +381,10 @@ def _text(raw: bytes):
 
 
 def _values(tensor: tensor_pb2.TensorProto, name: str):
-    write = _writer(tensor, name)
     array = tf.make_ndarray(tensor)
+    if tensor.dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):  # whole arrays at once: outputs can be long
+        return _decimals(array, 9 if tensor.dtype == types_pb2.DT_FLOAT else 17).tolist()
+    write = _writer(tensor, name)
     if array.ndim == 0:
         return write(array.item())
     return np.vectorize(write, otypes=[object])(array).tolist() if array.size else array.tolist()
