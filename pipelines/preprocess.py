@@ -43,13 +43,15 @@ from pipelines.sharded_tfrecords import WriteShardedTFRecords
 from pipelines.columnar.job import COLUMNAR_FORMATS, run_columnar
 from pipelines.row_formats import RawRowParser, readable_record
 from pipelines.input_files import InputSource, input_sources
-from pipelines.sources import ReadRawRecords
+from pipelines.leakage import check_label_leakage
+from pipelines.sources import ReadRawRecords, iter_split_rows
 from pipelines.split import SPLITS, TRAIN, split_of
 from pipelines.split_counts import (COUNTS, DEAD_LETTER, DROPPED, REPAIRED, UNKNOWN_FIELDS, LabelCounter,
                                     PipelineError, SplitError, dead_letter_json, split_problems)
 from pipelines.validation import OUTSIDE_SAMPLE_SPACE, RowError, RowValidator, SampleSpaceViolation, row_split_key
 
 OUTPUT_DIRS = (*SPLITS, DEAD_LETTER, "stats", "transform_fn", "transformed_metadata", "metadata")
+LEAKAGE_SAMPLE_ROWS = 50_000  # training rows checked for a feature that determines a label, before the job
 _LOG = logging.getLogger(__name__)
 
 
@@ -299,6 +301,7 @@ def run_preprocess(config: Config, output_dir: str | Path, beam_args: list[str] 
     """
     output_dir = Path(output_dir)
     sources, header = input_sources(config)
+    check_label_leakage(config, list(iter_split_rows(config, TRAIN, LEAKAGE_SAMPLE_ROWS)))
     output_dir.mkdir(parents=True, exist_ok=True)
     _clear_outputs(output_dir)
     options = _pipeline_options(config, beam_args or [])

@@ -1,9 +1,10 @@
 """The `recsys` command line: the one place where pipeline, trainer, evaluator and exporter meet.
 
     recsys generate   --rows N --out data.csv.gz        synthetic logs with known truth
+    recsys datasets prepare NAME --source D --out D    a public benchmark's files → input and a ready config
     recsys preprocess --config C [-- beam options]      Beam + tf.Transform → artifacts
     recsys train      --config C                        ranker → model weights
-    recsys evaluate   --config C [--beam [-- beam opts]] metrics → evaluation.json, summary.txt, report.html
+    recsys evaluate   --config C [--split test] [--beam [-- beam opts]]  metrics → evaluation.json, summary.txt, report.html
     recsys compare    --config C --models A B ...       models side by side on the same eval rows
     recsys validate   --config C                        bless the trained model against the published one
     recsys export     --config C                        versioned SavedModel for TF Serving
