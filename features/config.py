@@ -786,3 +786,24 @@ def _esmm_problems(config: Config):
                f"is '{model.esmm.ctr_task}'")
     if model.esmm.ctcvr_name in tasks:
         yield f"model.esmm.ctcvr_name: '{model.esmm.ctcvr_name}' clashes with a task name"
+
+
+MODEL_CONFIG_FILE = "config.yaml"
+
+
+def write_model_config(config: Config, model_dir: Path):
+    """The resolved config beside a trained model's weights, so the directory describes itself.
+
+    Every path in it is absolute (input, artifacts, model), so `compare`, `evaluate` and
+    `export` can take the model directory alone, wherever they run from.
+    """
+    resolved = config.model_copy(update={
+        "artifacts_dir": str(config.artifacts.resolve()),
+        "training": config.training.model_copy(update={"model_dir": str(Path(model_dir).resolve())}),
+        "input": config.input.model_copy(update={
+            key: str(Path(pattern).resolve()) if "://" not in pattern else pattern
+            for key in ("path", "train", "eval", "test") if (pattern := getattr(config.input, key)) is not None}),
+    })
+    raw = resolved.model_dump(mode="json", exclude_defaults=True)
+    Path(model_dir).mkdir(parents=True, exist_ok=True)
+    (Path(model_dir) / MODEL_CONFIG_FILE).write_text(yaml.safe_dump(raw, sort_keys=False))

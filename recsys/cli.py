@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -33,10 +34,23 @@ _LOG = logging.getLogger("recsys")
 
 
 def _config(args) -> Config:
-    config = load_config(args.config)
+    """--config: a YAML file, or a trained model's directory (training saved its resolved config there)."""
+    config = load_config(_config_file(args.config))
     if args.artifacts:
         config = config.model_copy(update={"artifacts_dir": args.artifacts})
     return config
+
+
+def _config_file(path: str) -> Path:
+    from features.config import MODEL_CONFIG_FILE
+
+    where = Path(path)
+    if where.is_dir():
+        if not (where / MODEL_CONFIG_FILE).exists():
+            raise RecsysError(f"--config {path}: a directory, but not a trained model's (no {MODEL_CONFIG_FILE}); "
+                              "pass the YAML config file")
+        return where / MODEL_CONFIG_FILE
+    return where
 
 
 def cmd_generate(args):
@@ -83,7 +97,7 @@ def cmd_evaluate(args, config: Config) -> dict:
                           "(give input.test, or split.test_fraction for one input)")
     if getattr(args, "beam", False):
         return _evaluate_with_beam(args, config, split)
-    report = evaluate(config, load_trained_ranker(config), split)
+    report = evaluate(config, load_trained_ranker(config), split, config_file=args.config)
     print(f"{split} split:")
     print(summary_text(report), end="")
     print(f"report: {report_dir(config, split) / 'report.html'}")
@@ -133,8 +147,7 @@ def _scorer(config: Config, path: str):
     - a training model directory (weights/) or a checkpoint (epoch-003, beside epoch-003.index)
       of a model built like --config's.
     """
-    from pathlib import Path
-
+    from features.config import MODEL_CONFIG_FILE
     from features.schema import serving_feature_spec
     from recsys.evaluation.compare import RankerOnRawExamples
     from recsys.models.ranker import build_ranker
@@ -145,6 +158,8 @@ def _scorer(config: Config, path: str):
         return ExportedModel(path).score
     if where.suffix in (".yaml", ".yml") and where.is_file():
         config, weights = load_config(where), None
+    elif (where / "weights").is_dir() and (where / MODEL_CONFIG_FILE).exists():
+        config, weights = load_config(where / MODEL_CONFIG_FILE), None  # the model describes itself
     elif (where / "weights").is_dir():
         weights = Artifacts(config.artifacts, where).weights_path
     elif Path(f"{path}.index").exists():
