@@ -2,8 +2,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recsys.layers.backbones import PLE, AdaTT, AdaTTLevel, CGCLevel, MMoE, SharedBottom, mean_of
+from recsys.layers.adatt import AdaTT, AdaTTLevel
 from recsys.layers.experts import ExpertGroup, GatedMixture
+from recsys.layers.mmoe import MMoE
+from recsys.layers.multitask import mean_of
+from recsys.layers.ple import PLE, CGCLevel
+from recsys.layers.shared_bottom import SharedBottom
 
 TASKS, BATCH, DIM, WIDTH = 3, 8, 6, 4
 
