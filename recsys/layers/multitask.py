@@ -66,7 +66,12 @@ class MultiTaskBackbone(tf.keras.layers.Layer):
 
 
 class LeveledBackbone(MultiTaskBackbone):
-    """A stack of `num_levels` expert levels with the same expert counts; subclasses make each level."""
+    """A stack of `num_levels` expert levels with the same expert counts; subclasses make each level.
+
+    A level maps (task inputs, shared input) to (task outputs, shared output,
+    gates); level j+1 reads level j's task outputs and shared output (None
+    where level j has no shared gate).
+    """
 
     def __init__(self, num_tasks: int, num_levels: int, task_experts: int, shared_experts: int,
                  expert_units: list[int], activation: str = "relu", dropout: float = 0.0, **kwargs):
@@ -79,6 +84,13 @@ class LeveledBackbone(MultiTaskBackbone):
 
     def make_level(self, level: int) -> tf.keras.layers.Layer:
         raise NotImplementedError
+
+    def mix(self, task_inputs, shared_input, training):
+        per_level = []
+        for level in self.levels:
+            task_inputs, shared_input, gates = level(task_inputs, shared_input, training=training)
+            per_level.append(gates)
+        return task_inputs, by_level(per_level)
 
     def expert_names(self):
         return by_level([level.expert_names() for level in self.levels])

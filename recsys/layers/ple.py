@@ -21,7 +21,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from recsys.layers.experts import ExpertGroup, GatedMixture, expert_labels
-from recsys.layers.multitask import LeveledBackbone, by_level
+from recsys.layers.multitask import LeveledBackbone
 
 
 class CGCLevel(tf.keras.layers.Layer):
@@ -92,10 +92,3 @@ class PLE(LeveledBackbone):
         return CGCLevel(self.num_tasks, self.task_experts, self.shared_experts, self.expert_units,
                         self.activation, self.dropout, with_shared_gate=level < self.num_levels,
                         name=f"level{level}")
-
-    def mix(self, task_inputs, shared_input, training):
-        per_level = []
-        for level in self.levels:
-            task_inputs, shared_input, gates = level(task_inputs, shared_input, training=training)
-            per_level.append(gates)
-        return task_inputs, by_level(per_level)
