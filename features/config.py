@@ -102,7 +102,8 @@ class ExpertsConfig(_Section):
 
 class ModelConfig(_Section):
     bottom: Literal["shared", "dtrn"] = "shared"  # dtrn: task-specific bottom (needs sequences)
-    dtrn_attention_units: int = Field(32, gt=0)
+    dtrn_attention_units: int = Field(32, gt=0, description="DTRN's Transformer: per-head attention size and "
+                                      "feed-forward width")
     backbone: Literal["shared_bottom", "mmoe", "ple", "cgc", "adatt"] = "shared_bottom"
     structure: Literal["independent", "esmm"] = "independent"
     esmm: Esmm | None = None

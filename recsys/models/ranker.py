@@ -95,11 +95,11 @@ def make_backbone(name: str, num_tasks: int, experts: dict, activation: str, dro
 
 
 def _dtrn_bottom(model_inputs: list[dict], num_tasks: int, attention_units: int) -> DTRNBottom:
-    """DTRN over the non-sequence fields, attending from the item whose table the sequences share."""
+    """DTRN over the non-sequence fields and the behaviour sequences, typed by their behaviour."""
     sequences = [s for s in model_inputs if s["kind"] == "sequence"]
-    target = next(s["name"] for s in model_inputs if s["kind"] == "categorical" and s["table"] == sequences[0]["table"])
     return DTRNBottom(num_tasks, [s["name"] for s in model_inputs if s["kind"] != "sequence"],
-                      [s["name"] for s in sequences], target, attention_units, name="dtrn_bottom")
+                      [s["name"] for s in sequences], [s["behavior"] for s in sequences],
+                      max(s["length"] for s in sequences), attention_units, name="dtrn_bottom")
 
 
 class MultiTaskRanker(tfrs.models.Model):
