@@ -26,8 +26,12 @@ What the official code does, and so does this layer:
 - The native weights v are learned, initialised uniform in ±sqrt(1 / n_m) for a
   unit of n_m experts, when some unit has other than one expert; when every unit
   has exactly one, v is fixed at 1 and not learned (the expert's output is added
-  as it is). The authors note the residual is "crucial for model performance",
+  as it is). `mtl_lib.py` calls the residual "crucial for model performance",
   so it has no switch here.
+
+As in the paper and the authors' `CentralTaskArch`, the experts read the input
+itself: a config that names this backbone gets no MLP in front of them unless
+`model.bottom_units` asks for one (`features.config.ModelConfig.paper_bottom_units`).
 """
 from __future__ import annotations
 

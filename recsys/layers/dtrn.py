@@ -2,7 +2,7 @@
 
 "Deep Task-specific Bottom Representation Network for Multi-Task
 Recommendation": instead of one bottom representation that every task pulls
-its own way, each task gets its own, from two modules (the paper's §3):
+its own way, each task gets its own, from two modules:
 
 - Task-specific Interest Module (TIM): every behaviour sequence (clicks,
   carts, purchases, ...) is encoded by one Transformer shared by all

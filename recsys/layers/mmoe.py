@@ -9,6 +9,10 @@ The paper's model (§4.2), and where each part lives:
 
 The experts read the backbone's input x. With task-specific inputs (a list),
 the experts read their mean and task k's gate reads `inputs[k]`.
+
+As in the paper, the experts read the input itself: a config that names this
+backbone gets no MLP in front of them unless `model.bottom_units` asks for one
+(`features.config.ModelConfig.paper_bottom_units`).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """PLE: Progressive Layered Extraction, and CGC, its one-level form (Tang, Liu, Zhao, Gong, RecSys 2020).
 
-CGC, Customized Gate Control (§4.2), for task k, and where each part lives:
+CGC, Customized Gate Control, for task k, and where each part lives:
 
     g^k(x) = w^k(x) · S^k(x)                      task k's gated output     CGCLevel.call, via GatedMixture
     w^k(x) = softmax(W_g^k · x)                    task k's gate             CGCLevel.task_gates[k]
@@ -9,12 +9,16 @@ CGC, Customized Gate Control (§4.2), for task k, and where each part lives:
                                                    experts                   CGCLevel.shared_group
     y^k(x) = t^k(g^k(x))                           task k's tower            the ranker's towers
 
-PLE (§4.3) stacks N such extraction networks. At level j, task k's experts
+PLE stacks N such extraction networks. At level j, task k's experts
 and gate read task k's output of level j-1, g^{k,j}(x) = w^{k,j}(g^{k,j-1}(x))
 S^{k,j}(x), and the shared experts read the output of a shared gate of level
 j-1, which mixes every expert of that level (`with_shared_gate`; the last
 level has none, since nothing reads it). Level 1 reads the backbone's input
 x. `PLE(num_levels=1)` is CGC.
+
+As in the paper, the experts read the input itself: a config that names this
+backbone gets no MLP in front of them unless `model.bottom_units` asks for one
+(`features.config.ModelConfig.paper_bottom_units`).
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from recsys.layers.multitask import LeveledBackbone
 
 
 class CGCLevel(tf.keras.layers.Layer):
-    """One extraction level of PLE; a single level is CGC (Tang et al., RecSys 2020, §4.2–4.3).
+    """One extraction level of PLE; a single level is CGC (Tang et al., RecSys 2020).
 
     Task k's gate reads task k's input and mixes task k's experts with the
     shared experts, so task-specific knowledge is kept apart from shared
