@@ -103,17 +103,36 @@ class ExpertsConfig(_Section):
 
 class ModelConfig(_Section):
     bottom: Literal["shared", "dtrn"] = "shared"  # dtrn: task-specific bottom (needs sequences)
-    dtrn_attention_units: int = Field(32, gt=0)
+    dtrn_attention_units: int = Field(32, gt=0, description="DTRN's Transformer: per-head attention size and "
+                                      "feed-forward width")
     backbone: Literal["shared_bottom", "mmoe", "ple", "cgc", "adatt"] = "shared_bottom"
     structure: Literal["independent", "esmm"] = "independent"
     esmm: Esmm | None = None
     experts: ExpertsConfig = ExpertsConfig()
-    bottom_units: list[int] = [256, 128]
+    # Unset: the backbone's paper form (see `paper_bottom_units`).
+    bottom_units: list[int] = Field(None, validate_default=True)
     tower_units: list[int] = [64]
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     activation: str = "relu"
     l2: float = Field(0.0, ge=0.0)
     embedding_l2: float = Field(0.0, ge=0.0)
+
+    @staticmethod
+    def paper_bottom_units(backbone: str, bottom: str) -> list[int]:
+        """The shared MLP in front of the backbone that the backbone's paper has.
+
+        Shared-Bottom is that MLP (Caruana, 1997). MMoE, PLE/CGC and AdaTT feed
+        the input straight to their experts, and the task-specific DTRN bottom
+        is itself the bottom, so those get none unless `bottom_units` asks.
+        """
+        return [256, 128] if backbone == "shared_bottom" and bottom == "shared" else []
+
+    @pydantic.field_validator("bottom_units", mode="before")
+    @classmethod
+    def _paper_form_unless_given(cls, units, info: pydantic.ValidationInfo):
+        if units is not None:
+            return units
+        return cls.paper_bottom_units(info.data.get("backbone", "shared_bottom"), info.data.get("bottom", "shared"))
 
 
 class TrainingConfig(_Section):

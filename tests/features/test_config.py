@@ -130,3 +130,17 @@ def test_a_trained_model_directory_carries_its_resolved_config(config, tmp_path,
     assert reloaded.artifacts == tmp_path / "artifacts" / "x" and reloaded.model_dir == tmp_path / "model"
     assert reloaded.features == config.features and reloaded.model == config.model
     assert Path(reloaded.input.path).is_absolute()
+
+
+@pytest.mark.parametrize("model, units", [
+    ({"backbone": "shared_bottom"}, [256, 128]),
+    *[({"backbone": name}, []) for name in ("mmoe", "ple", "cgc", "adatt")],
+    ({"backbone": "shared_bottom", "bottom": "dtrn"}, []),
+    ({"backbone": "mmoe", "bottom_units": [32]}, [32]),
+    ({"backbone": "shared_bottom", "bottom_units": []}, []),
+])
+def test_an_unset_bottom_is_the_paper_form_of_the_backbone(raw_config, model, units):
+    """The mixtures' experts read the input itself, as in their papers; Shared-Bottom is its MLP."""
+    raw_config["model"] = {key: value for key, value in raw_config["model"].items() if key != "bottom_units"}
+    raw_config["model"].update(model)
+    assert parse_config(raw_config).model.bottom_units == units
