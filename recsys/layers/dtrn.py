@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from features.transform import PADDING_ID
+from features.padding import PADDING_ID
 
 
 def conditional_layer_norm(inputs: tf.Tensor, scale: tf.Tensor, shift: tf.Tensor,
