@@ -309,7 +309,8 @@ def run_preprocess(config: Config, output_dir: str | Path, beam_args: list[str] 
     temp_dir = temp_root or tempfile.mkdtemp(prefix="tft-", dir=output_dir)
     started = time.monotonic()
     engine = chosen_engine(config, options)
-    _LOG.info("preprocessing %s with the %s engine (pipeline.engine: %s)%s", config.input.patterns, engine,
+    described = ", ".join(f"{split or 'path'} {pattern}" for split, pattern in config.input.patterns.items())
+    _LOG.info("preprocessing %s with the %s engine (pipeline.engine: %s)%s", described, engine,
               config.pipeline.engine, f" on {options.view_as(StandardOptions).runner}" if engine == "beam" else "")
     if engine == "columnar":
         if beam_args:
