@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -269,8 +270,10 @@ def _manifest(config: Config, output_dir: Path, counts: dict[str, int], seconds:
 def _clear_outputs(output_dir: Path):
     """Removes only what this job writes, so stale shards never mix with new ones."""
     artifacts = Artifacts(output_dir)
-    for name in OUTPUT_DIRS + (artifacts.manifest_path.name, artifacts.item_corpus_dir.name,
-                               artifacts.item_feature_mi_path.name, artifacts.item_feature_mi_plot_path.name):
+    # the manifest first: from here until a new one is published, the directory reads as unfinished
+    for name in (artifacts.manifest_path.name, f"{artifacts.manifest_path.name}.partial") + OUTPUT_DIRS + (
+            artifacts.item_corpus_dir.name, artifacts.item_feature_mi_path.name,
+            artifacts.item_feature_mi_plot_path.name):
         target = output_dir / name
         if target.is_dir():
             shutil.rmtree(target)
@@ -290,6 +293,17 @@ def chosen_engine(config: Config, options: PipelineOptions) -> str:
     runner = options.view_as(StandardOptions).runner or config.pipeline.runner
     local = str(runner).split(".")[-1] in LOCAL_RUNNERS
     return "columnar" if local and config.input_format in COLUMNAR_FORMATS and not config.ssl.enabled else "beam"
+
+
+def _publish_manifest(path: Path, manifest: dict):
+    """Written last and renamed into place: artifacts with a manifest are complete, whenever a job is killed.
+
+    The job removes the old manifest before it writes anything, so a killed run
+    leaves no manifest and `recsys train` refuses the half-written directory.
+    """
+    staged = path.with_suffix(".json.partial")
+    staged.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(staged, path)
 
 
 def run_preprocess(config: Config, output_dir: str | Path, beam_args: list[str] | None = None) -> dict:
@@ -327,7 +341,7 @@ def run_preprocess(config: Config, output_dir: str | Path, beam_args: list[str] 
         artifacts = Artifacts(output_dir)
         plot_mutual_information(artifacts.item_feature_mi_path, artifacts.item_feature_mi_plot_path)
     manifest = _manifest(config, output_dir, _read_counts(output_dir), time.monotonic() - started)
-    Artifacts(output_dir).manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    _publish_manifest(Artifacts(output_dir).manifest_path, manifest)
     if manifest["bad_fraction"] > config.pipeline.max_bad_fraction:
         reasons = manifest["dead_letters_by_reason"]
         hint = (f"; {reasons[OUTSIDE_SAMPLE_SPACE]} rows have a label outside its sample space: "
