@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Iterable
 
 from pipelines.recipes.outputs import SplitWriter, summary, write_ready_config
-from pipelines.recipes.source_files import RecipeError, data_lines, find_source_file
+from pipelines.recipes.source_files import RecipeError, Rejected, data_lines, find_source_file
 
 NAME = "ali-ccp"
 LAYOUT = ("the Ali-CCP release: sample_skeleton_{train,test}.csv and common_features_{train,test}.csv "
@@ -76,23 +76,17 @@ UNKNOWN_COMMON_INDEX = "unknown_common_feature_index"
 QUOTE_IN_VALUE = "quote_in_value"
 
 
-class _Rejected(ValueError):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
 def parse_features(count: str, feature_list: str) -> dict[str, list[str]]:
     """{field id: [ids]} of the known fields in one feature list; checks the declared count."""
     items = feature_list.split("\x01") if feature_list else []
     if not count.isdigit() or int(count) != len(items):
-        raise _Rejected(FEATURE_COUNT_MISMATCH)
+        raise Rejected(FEATURE_COUNT_MISMATCH)
     fields: dict[str, list[str]] = {}
     for item in items:
         field, sep, rest = item.partition("\x02")
         feature_id, sep2, _value = rest.partition("\x03")
         if not (sep and sep2 and field and feature_id):
-            raise _Rejected(MALFORMED_FEATURE)
+            raise Rejected(MALFORMED_FEATURE)
         if field in FIELDS:
             fields.setdefault(field, []).append(feature_id)
     return fields
@@ -102,9 +96,9 @@ def output_row(sample_id: str, click: str, conversion: str, fields: dict[str, li
                user: dict[str, str]) -> list:
     """The values to write: sample id, labels, then each field's ids ('|'-joined), the impression's then the user's."""
     if click not in ("0", "1") or conversion not in ("0", "1"):
-        raise _Rejected(INVALID_LABEL)
+        raise Rejected(INVALID_LABEL)
     if conversion == "1" and click == "0":
-        raise _Rejected(CONVERSION_WITHOUT_CLICK)
+        raise Rejected(CONVERSION_WITHOUT_CLICK)
     values = []
     for field in FIELDS:
         joined = [LIST_SEPARATOR.join(fields[field])] if field in fields else []
@@ -112,7 +106,7 @@ def output_row(sample_id: str, click: str, conversion: str, fields: dict[str, li
             joined.append(user[field])
         value = LIST_SEPARATOR.join(joined)
         if field not in LIST_FIELDS and LIST_SEPARATOR in value:
-            raise _Rejected(REPEATED_FIELD)
+            raise Rejected(REPEATED_FIELD)
         values.append(value)
     return [sample_id, click, conversion, *values]
 
@@ -120,9 +114,9 @@ def output_row(sample_id: str, click: str, conversion: str, fields: dict[str, li
 def _check_plain(line: str, count: int) -> None:
     """Six (skeleton) or three (common features) values, none that CSV would have to quote."""
     if line.count(",") != count - 1:
-        raise _Rejected(WRONG_COLUMN_COUNT)
+        raise Rejected(WRONG_COLUMN_COUNT)
     if '"' in line:
-        raise _Rejected(QUOTE_IN_VALUE)
+        raise Rejected(QUOTE_IN_VALUE)
 
 
 class CommonFeatures:
@@ -152,7 +146,7 @@ class CommonFeatures:
                 _check_plain(line, 3)
                 fields = parse_features(values[1], values[2])
                 pending.append((values[0], json.dumps({f: LIST_SEPARATOR.join(ids) for f, ids in fields.items()})))
-            except _Rejected as err:
+            except Rejected as err:
                 self.rejected[err.reason] += 1
             if len(pending) >= batch:
                 loaded += self._insert(pending)
@@ -170,7 +164,7 @@ class CommonFeatures:
         if self._last[0] != md5:
             found = self._db.execute("SELECT fields FROM common WHERE md5 = ?", (md5,)).fetchone()
             if found is None:
-                raise _Rejected(UNKNOWN_COMMON_INDEX)
+                raise Rejected(UNKNOWN_COMMON_INDEX)
             self._last = (md5, json.loads(found[0]))
         return self._last[1]
 
@@ -192,7 +186,7 @@ def _write_split(split: str, source_dir: Path, out_dir: Path, writer: SplitWrite
                 sample_id, click, conversion, md5, count, feature_list = values
                 fields = parse_features(count, feature_list)
                 writer.write_plain(split, output_row(sample_id, click, conversion, fields, common.get(md5)))
-            except _Rejected as err:
+            except Rejected as err:
                 rejected[err.reason] += 1
     finally:
         common.close()

@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from pipelines.recipes.outputs import SplitWriter, summary, write_ready_config
-from pipelines.recipes.source_files import data_lines, find_source_file
+from pipelines.recipes.source_files import Rejected, data_lines, find_source_file
 
 NAME = "census-income"
 HALVING_SEED = 2018
@@ -56,20 +56,14 @@ WRONG_COLUMN_COUNT = "wrong_column_count"
 UNKNOWN_INCOME = "unknown_income_label"
 
 
-class _Rejected(ValueError):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
 def output_row(line: str) -> list[str]:
     """One source line as the output's values: the feature columns, then income_50k and never_married."""
     values = [value.strip() for value in line.split(",")]
     if len(values) != len(SOURCE_COLUMNS):
-        raise _Rejected(WRONG_COLUMN_COUNT)
+        raise Rejected(WRONG_COLUMN_COUNT)
     row = dict(zip(SOURCE_COLUMNS, values))
     if row["income"] not in INCOME_LABELS:
-        raise _Rejected(UNKNOWN_INCOME)
+        raise Rejected(UNKNOWN_INCOME)
     labels = [INCOME_LABELS[row["income"]], int(row["marital_stat"] == NEVER_MARRIED)]
     return [row[c] for c in FEATURE_COLUMNS] + labels
 
@@ -78,7 +72,7 @@ def _usable_rows(path: Path, rejected: Counter):
     for _, line in data_lines(path):
         try:
             yield output_row(line)
-        except _Rejected as err:
+        except Rejected as err:
             rejected[err.reason] += 1
 
 

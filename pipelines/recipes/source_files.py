@@ -17,6 +17,14 @@ class RecipeError(RecsysError):
     """A source directory that does not hold the published layout, or a recipe used wrongly."""
 
 
+class Rejected(ValueError):
+    """A source row a recipe cannot use; `reason` is counted in the summary (nothing is dropped silently)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 def find_source_file(source_dir: Path, name: str, layout: str, subdirs: tuple[str, ...] = ("",)) -> Path:
     """`name` or its gzip copy `name.gz` in `source_dir` (or one of its `subdirs`, as some archives unpack).
 

@@ -40,10 +40,10 @@ import math
 import tensorflow as tf
 
 from recsys.layers.experts import ExpertGroup, GatedMixture, expert_labels
-from recsys.layers.multitask import LeveledBackbone
+from recsys.layers.multitask import ExpertLevel, LeveledBackbone
 
 
-class AdaTTLevel(tf.keras.layers.Layer):
+class AdaTTLevel(ExpertLevel):
     """One fusion level of AdaTT; see the module docstring for the formula and the official code.
 
     Unlike PLE's task gates, every unit's gate reaches every task's experts, so
@@ -57,12 +57,10 @@ class AdaTTLevel(tf.keras.layers.Layer):
 
     def __init__(self, num_tasks: int, task_experts: int, shared_experts: int, expert_units: list[int],
                  activation: str = "relu", dropout: float = 0.0, with_shared_gate: bool = False, **kwargs):
-        super().__init__(**kwargs)
         if task_experts < 1:
             raise ValueError(f"AdaTT needs at least one expert per task, got task_experts={task_experts}")
-        self.num_tasks, self.task_experts, self.shared_experts = num_tasks, task_experts, shared_experts
-        self.expert_units, self.activation, self.dropout = list(expert_units), activation, dropout
-        self.with_shared_gate = with_shared_gate
+        super().__init__(num_tasks, task_experts, shared_experts, expert_units, activation, dropout,
+                         with_shared_gate, **kwargs)
         all_experts = num_tasks * task_experts + shared_experts
         self.task_groups = [ExpertGroup(task_experts, self.expert_units, activation, dropout,
                                         name=f"task{k}_experts") for k in range(num_tasks)]
@@ -114,12 +112,6 @@ class AdaTTLevel(tf.keras.layers.Layer):
         if self.shared_gate is not None:
             names["shared"] = experts
         return names
-
-    def get_config(self):
-        return {**super().get_config(), "num_tasks": self.num_tasks, "task_experts": self.task_experts,
-                "shared_experts": self.shared_experts, "expert_units": self.expert_units,
-                "activation": self.activation, "dropout": self.dropout,
-                "with_shared_gate": self.with_shared_gate}
 
 
 class AdaTT(LeveledBackbone):

@@ -98,3 +98,20 @@ class LeveledBackbone(MultiTaskBackbone):
     def get_config(self):
         return {**super().get_config(), "num_levels": self.num_levels, "task_experts": self.task_experts,
                 "shared_experts": self.shared_experts, "expert_units": self.expert_units}
+
+
+class ExpertLevel(tf.keras.layers.Layer):
+    """The hyperparameters every experts-and-gates level shares (PLE/CGC's and AdaTT's), kept for `get_config`."""
+
+    def __init__(self, num_tasks: int, task_experts: int, shared_experts: int, expert_units: list[int],
+                 activation: str = "relu", dropout: float = 0.0, with_shared_gate: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.num_tasks, self.task_experts, self.shared_experts = num_tasks, task_experts, shared_experts
+        self.expert_units, self.activation, self.dropout = list(expert_units), activation, dropout
+        self.with_shared_gate = with_shared_gate
+
+    def get_config(self):
+        return {**super().get_config(), "num_tasks": self.num_tasks, "task_experts": self.task_experts,
+                "shared_experts": self.shared_experts, "expert_units": self.expert_units,
+                "activation": self.activation, "dropout": self.dropout,
+                "with_shared_gate": self.with_shared_gate}

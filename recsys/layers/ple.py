@@ -22,13 +22,12 @@ backbone gets no MLP in front of them unless `model.bottom_units` asks for one
 """
 from __future__ import annotations
 
-import tensorflow as tf
 
 from recsys.layers.experts import ExpertGroup, GatedMixture, expert_labels
-from recsys.layers.multitask import LeveledBackbone
+from recsys.layers.multitask import ExpertLevel, LeveledBackbone
 
 
-class CGCLevel(tf.keras.layers.Layer):
+class CGCLevel(ExpertLevel):
     """One extraction level of PLE; a single level is CGC (Tang et al., RecSys 2020).
 
     Task k's gate reads task k's input and mixes task k's experts with the
@@ -41,10 +40,8 @@ class CGCLevel(tf.keras.layers.Layer):
 
     def __init__(self, num_tasks: int, task_experts: int, shared_experts: int, expert_units: list[int],
                  activation: str = "relu", dropout: float = 0.0, with_shared_gate: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.num_tasks, self.task_experts, self.shared_experts = num_tasks, task_experts, shared_experts
-        self.expert_units, self.activation, self.dropout = list(expert_units), activation, dropout
-        self.with_shared_gate = with_shared_gate
+        super().__init__(num_tasks, task_experts, shared_experts, expert_units, activation, dropout,
+                         with_shared_gate, **kwargs)
         self.task_groups = [ExpertGroup(task_experts, self.expert_units, activation, dropout,
                                         name=f"task{k}_experts") for k in range(num_tasks)]
         self.shared_group = ExpertGroup(shared_experts, self.expert_units, activation, dropout,
@@ -74,12 +71,6 @@ class CGCLevel(tf.keras.layers.Layer):
         if self.with_shared_gate:
             names["shared"] = sum(own, []) + shared
         return names
-
-    def get_config(self):
-        return {**super().get_config(), "num_tasks": self.num_tasks, "task_experts": self.task_experts,
-                "shared_experts": self.shared_experts, "expert_units": self.expert_units,
-                "activation": self.activation, "dropout": self.dropout,
-                "with_shared_gate": self.with_shared_gate}
 
 
 class PLE(LeveledBackbone):
