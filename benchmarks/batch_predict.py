@@ -103,7 +103,7 @@ def run_ours(config, version: str, path: Path, out: Path, engine: str) -> dict:
         run = functools.partial(predict_with_beam, job, SavedModelHandler(job.config, version),
                                 beam_args=["--runner=FnApiRunner"])
     else:
-        run = functools.partial(predict_in_process, job, model.score)
+        run = functools.partial(predict_in_process, job, model)
     found = run_prediction(out, run)
     return {"seconds": time.perf_counter() - started, "rows": found["scored"], "dead_letters": found["dead_letters"]}
 

@@ -308,8 +308,7 @@ def cmd_predict(args, config: Config) -> dict:
         from pipelines.prediction.inprocess import predict_in_process
         from serving.scoring import ExportedModel
 
-        model = ExportedModel(version_dir)
-        engine = functools.partial(predict_in_process, job, model.score)
+        engine = functools.partial(predict_in_process, job, ExportedModel(version_dir))
     found = run_prediction(args.output, engine, args.overwrite, model=version_dir, input=args.input,
                            files=len(job.files), format=args.format, kept=list(job.keep))
     print(f"predicted {found['rows_in']} rows with {version_dir} ({found['engine']}) in {found['seconds']}s "

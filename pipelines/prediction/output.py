@@ -111,7 +111,8 @@ class FileShards:
     """One input file's predictions cut into shards of `shard_rows` rows, opened as rows arrive."""
 
     def __init__(self, directory: Path, file_index: int, output_format: str, shard_rows: int):
-        self._directory, self._file, self._format, self._shard_rows = directory, file_index, output_format, shard_rows
+        self.file_index = file_index
+        self._directory, self._format, self._shard_rows = directory, output_format, shard_rows
         self._written, self._writer = 0, None
 
     def write(self, table: pa.Table):
@@ -119,7 +120,8 @@ class FileShards:
             chunk, offset = divmod(self._written, self._shard_rows)
             if offset == 0:
                 self.close()
-                self._writer = ShardWriter(self._directory / shard_name(self._file, chunk, self._format), self._format)
+                path = self._directory / shard_name(self.file_index, chunk, self._format)
+                self._writer = ShardWriter(path, self._format)
             part = table.slice(0, self._shard_rows - offset)
             self._writer.write(part)
             self._written += part.num_rows

@@ -184,3 +184,23 @@ def test_a_killed_job_leaves_no_output_and_a_rerun_publishes_it_whole(config_fil
     assert cli.main(args) == 0
     check_scores(read_output(output), expected)
     assert not list(tmp_path.glob(".predictions.staging-*")), "the dead job's staging is removed"
+
+
+def test_a_list_item_holding_its_separator_is_scored_as_serving_default_scores_it(
+        config_file, served_config, inputs, in_process, tmp_path):
+    """Parquet list columns can hold '|' inside an item: those batches go as tf.Examples, never re-split."""
+    from features.examples import to_example
+    from pipelines.validation import RowValidator
+
+    table = pq.read_table(inputs[1])
+    tags = [[] if text is None or text == "" else text.split("|") for text in table.column("item_tags").to_pylist()]
+    tags[3] = ["t1|t2"]  # one item, as a pipe-joined text would split it into two
+    table = table.set_column(table.column_names.index("item_tags"), "item_tags", pa.array(tags, pa.list_(pa.string())))
+    path = tmp_path / "lists.parquet"
+    pq.write_table(table, path)
+    output = tmp_path / "predictions"
+    assert run_predict(config_file, "--input", str(path), "--output", str(output), "--keep", "impression_id") == 0
+    validate = RowValidator(served_config, served_config.feature_columns)
+    rows = [row for row in table.to_pylist() if row["item_price"] is not None]
+    scores = in_process.score([to_example(served_config, validate(row)) for row in rows])
+    check_scores(read_output(output), ([row["impression_id"] for row in rows], scores))
