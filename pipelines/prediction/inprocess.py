@@ -71,7 +71,7 @@ def raw_feature_columns(config: Config, table: pa.Table) -> dict[str, np.ndarray
         if config.column(name).type == "string_list":
             if pc.any(pc.match_substring(pc.list_flatten(column), separator)).as_py():
                 return None
-            column = pc.binary_join(column, separator)
+            column = pc.binary_join(column, pa.scalar(separator, column.type.value_type))
         columns[name] = column.to_numpy(zero_copy_only=False)
     return columns
 

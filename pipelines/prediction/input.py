@@ -89,4 +89,13 @@ def scorable_rows(job: PredictionJob, path: str) -> Iterator[tuple[dict | None, 
             kept = raw if raw is not None and not isinstance(record, str) else readable_record(record)
             yield None, (), dead_letter_json(err, kept, path)
             continue
-        yield features, tuple(raw.get(name) for name in job.keep), None
+        yield features, tuple(_kept_value(raw.get(name)) for name in job.keep), None
+
+
+def _kept_value(value):
+    """A kept value as read, with tf.Example bytes as text (ids and labels are written as text, not blobs)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, list):
+        return [_kept_value(item) for item in value]
+    return value

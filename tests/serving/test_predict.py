@@ -35,14 +35,15 @@ def inputs(tmp_path_factory, served_config):
                            convert_options=pacsv.ConvertOptions(column_types={"item_price": pa.string()}))
     prices = [None if price == "abc" else float(price) for price in table.column("item_price").to_pylist()]
     table = table.set_column(names.index("item_price"), "item_price", pa.array(prices, pa.float64()))
+    table = table.cast(pa.schema([pa.field(f.name, pa.large_string() if f.type == pa.string() else f.type)
+                                  for f in table.schema]))  # as pandas writes text
     pq.write_table(table, workdir / "logs.parquet", row_group_size=64)
     return csv_path, workdir / "logs.parquet"
 
 
 @pytest.fixture(scope="module")
-def expected(served_config, inputs, in_process):
-    """serving_default's scores of the valid rows, in input order, with their impression ids."""
-    from features.examples import to_example
+def valid_rows(served_config, inputs):
+    """(impression id, the model's validated features) of the CSV input's valid rows, in input order."""
     from pipelines.validation import RowError, RowValidator
 
     validate = RowValidator(served_config, served_config.feature_columns)
@@ -56,8 +57,16 @@ def expected(served_config, inputs, in_process):
             rows.append((raw["impression_id"], validate(raw)))
         except RowError:
             continue
-    scores = in_process.score([to_example(served_config, row) for _, row in rows])
-    return [impression for impression, _ in rows], {name: scores[name] for name in OUTPUTS}
+    return rows
+
+
+@pytest.fixture(scope="module")
+def expected(served_config, valid_rows, in_process):
+    """serving_default's scores of the valid rows, in input order, with their impression ids."""
+    from features.examples import to_example
+
+    scores = in_process.score([to_example(served_config, row) for _, row in valid_rows])
+    return [impression for impression, _ in valid_rows], {name: scores[name] for name in OUTPUTS}
 
 
 @pytest.fixture(scope="module")
@@ -204,3 +213,25 @@ def test_a_list_item_holding_its_separator_is_scored_as_serving_default_scores_i
     rows = [row for row in table.to_pylist() if row["item_price"] is not None]
     scores = in_process.score([to_example(served_config, validate(row)) for row in rows])
     check_scores(read_output(output), ([row["impression_id"] for row in rows], scores))
+
+
+@pytest.mark.parametrize("engine", ["inprocess", "beam"])
+def test_tfrecord_input_is_parsed_record_by_record_with_the_same_scores(
+        engine, config_file, served_config, valid_rows, expected, tmp_path):
+    """Serialized tf.Example input (and a record that is none) scores like the CSV it came from."""
+    import tensorflow as tf
+
+    from features.examples import to_example
+
+    path = tmp_path / "logs.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for index, (impression, row) in enumerate(valid_rows):
+            if index == 5:
+                writer.write(b"not a tf.Example")
+            writer.write(to_example(served_config, {**row, "impression_id": impression},
+                                    ["impression_id", *served_config.feature_columns]))
+    output = tmp_path / "predictions"
+    assert run_predict(config_file, "--input", str(path), "--output", str(output), "--engine", engine,
+                       "--keep", "impression_id") == 0
+    check_scores(read_output(output), expected)
+    assert json.loads((output / "summary.json").read_text())["dead_letters_by_reason"] == {"malformed_record": 1}
