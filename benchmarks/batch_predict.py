@@ -184,7 +184,8 @@ def write_inputs(workdir: Path, rows: int, seed: int) -> dict[str, Path]:
 
 def _markdown(setup: str, results: list[dict]) -> str:
     lines = [f"# Batch predictions: raw file → written predictions\n\n{setup}\n",
-             "| rows | input | contender | seconds | rows/s | × DeepCTR | peak RSS MB |", "|---|---|---|---|---|---|---|"]
+             "| rows | input | contender | seconds | rows/s | × DeepCTR | peak RSS MB |",
+             "|---|---|---|---|---|---|---|"]
     for found in results:
         deepctr = next((r for r in results if r["rows_in"] == found["rows_in"] and r["format"] == found["format"]
                         and r["contender"] == "deepctr"), None)

@@ -84,7 +84,8 @@ class WriteShard(beam.DoFn):
         job = self._job
         kept = {name: pa.array([row[1][i] for row in rows]) for i, name in enumerate(job.keep)}
         scores = {name: [row[2][i] for row in rows] for i, name in enumerate(job.outputs)}
-        writer = ShardWriter(Path(self._directory) / shard_name(file_index, chunk, job.output_format), job.output_format)
+        path = Path(self._directory) / shard_name(file_index, chunk, job.output_format)
+        writer = ShardWriter(path, job.output_format)
         writer.write(prediction_table(kept, scores, job.outputs))
         writer.close()
 
