@@ -86,13 +86,10 @@ def iter_csv_batches(config: Config, files: tuple[str, ...], header: list[str], 
                 yield path, _cleaned(config, batch)
 
 
-def iter_parquet_batches(config: Config, files: tuple[str, ...], batch_rows: int = PARQUET_BATCH_ROWS,
-                         extra_columns: tuple[str, ...] = ()) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """(file, record batch of the declared columns the file has, typed as stored), row group by row group.
-
-    `extra_columns` are read too when a file has them (columns a prediction keeps that the config does not declare).
-    """
-    declared = list(dict.fromkeys([c.name for c in config.columns] + list(extra_columns)))
+def iter_parquet_batches(config: Config, files: tuple[str, ...],
+                         batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """(file, record batch of the declared columns the file has, typed as stored), row group by row group."""
+    declared = [c.name for c in config.columns]
     for path in files:
         dataset = pads.dataset(path, format="parquet")
         present = [name for name in declared if name in dataset.schema.names]

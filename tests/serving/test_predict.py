@@ -235,3 +235,25 @@ def test_tfrecord_input_is_parsed_record_by_record_with_the_same_scores(
                        "--keep", "impression_id") == 0
     check_scores(read_output(output), expected)
     assert json.loads((output / "summary.json").read_text())["dead_letters_by_reason"] == {"malformed_record": 1}
+
+
+@pytest.mark.parametrize("engine", ["inprocess", "beam"])
+def test_the_bundled_sample_is_scored_whole(engine, config_file, served_config, in_process, tmp_path):
+    """The quick start's gzip CSV (25,000 rows), every row scored, in order, as serving_default scores it."""
+    from features.examples import to_example
+    from pipelines.validation import RowValidator
+    from tests.conftest import SAMPLE_CONFIG
+
+    sample = SAMPLE_CONFIG.parent / "synthetic_sample.csv.gz"
+    output = tmp_path / "predictions"
+    assert run_predict(config_file, "--input", str(sample), "--output", str(output), "--engine", engine,
+                       "--keep", "impression_id") == 0
+    summary = json.loads((output / "summary.json").read_text())
+    assert (summary["rows_in"], summary["scored"], summary["dead_letters"]) == (25_000, 25_000, 0)
+    found = read_output(output)
+    first = pacsv.read_csv(sample, convert_options=pacsv.ConvertOptions(
+        strings_can_be_null=False, column_types={n: pa.string() for n in served_config.raw_column_names})).slice(0, 50)
+    validate = RowValidator(served_config, served_config.feature_columns)
+    scores = in_process.score([to_example(served_config, validate(row)) for row in first.to_pylist()])
+    check_scores({name: values[:50] for name, values in found.items()},
+                 (first.column("impression_id").to_pylist(), scores))
