@@ -120,7 +120,7 @@ def _encodable(column):
     """The types tfx_bsl's encoder takes: bytes, float32, int64."""
     import pyarrow as pa
 
-    if pa.types.is_string(column.type):
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         return column.cast(pa.binary())
     if pa.types.is_floating(column.type):
         return column.cast(pa.float32())

@@ -11,7 +11,6 @@ import math
 from typing import Any, Mapping
 
 from features.config import Column, Config
-from features.schema import transform_input_columns
 
 # Reason codes, stable strings that dashboards and tests can rely on.
 WRONG_COLUMN_COUNT = "wrong_column_count"
@@ -149,7 +148,7 @@ def _parse_text(column: Column, value) -> str:
 
 def validated_columns(config: Config) -> list[str]:
     """Columns every row is typed and checked on: the transform's inputs and the split key."""
-    names = transform_input_columns(config)
+    names = config.transform_input_columns
     return names + ([config.split.key] if config.split.key and config.split.key not in names else [])
 
 

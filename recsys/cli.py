@@ -1,9 +1,10 @@
 """The `recsys` command line: the one place where pipeline, trainer, evaluator and exporter meet.
 
     recsys generate   --rows N --out data.csv.gz        synthetic logs with known truth
+    recsys datasets prepare NAME --source D --out D    a public benchmark's files → input and a ready config
     recsys preprocess --config C [-- beam options]      Beam + tf.Transform → artifacts
     recsys train      --config C                        ranker → model weights
-    recsys evaluate   --config C [--beam [-- beam opts]] metrics → evaluation.json, summary.txt, report.html
+    recsys evaluate   --config C [--split test] [--beam [-- beam opts]]  metrics → evaluation.json, summary.txt, report.html
     recsys compare    --config C --models A B ...       models side by side on the same eval rows
     recsys validate   --config C                        bless the trained model against the published one
     recsys export     --config C                        versioned SavedModel for TF Serving
@@ -17,11 +18,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -34,10 +35,23 @@ _LOG = logging.getLogger("recsys")
 
 
 def _config(args) -> Config:
-    config = load_config(args.config)
+    """--config: a YAML file, or a trained model's directory (training saved its resolved config there)."""
+    config = load_config(_config_file(args.config))
     if args.artifacts:
         config = config.model_copy(update={"artifacts_dir": args.artifacts})
     return config
+
+
+def _config_file(path: str) -> Path:
+    from features.config import MODEL_CONFIG_FILE
+
+    where = Path(path)
+    if where.is_dir():
+        if not (where / MODEL_CONFIG_FILE).exists():
+            raise RecsysError(f"--config {path}: a directory, but not a trained model's (no {MODEL_CONFIG_FILE}); "
+                              "pass the YAML config file")
+        return where / MODEL_CONFIG_FILE
+    return where
 
 
 def cmd_generate(args):
@@ -50,6 +64,9 @@ def cmd_generate(args):
 
 
 def cmd_preprocess(args, config: Config) -> dict:
+    from pipelines.input_files import input_sources
+
+    input_sources(config)  # paths and headers checked in a second, before Beam and tf.Transform load
     from pipelines.preprocess import run_preprocess
 
     manifest = run_preprocess(config, config.artifacts, args.beam_args)
@@ -81,7 +98,7 @@ def cmd_evaluate(args, config: Config) -> dict:
                           "(give input.test, or split.test_fraction for one input)")
     if getattr(args, "beam", False):
         return _evaluate_with_beam(args, config, split)
-    report = evaluate(config, load_trained_ranker(config), split)
+    report = evaluate(config, load_trained_ranker(config), split, config_file=args.config)
     print(f"{split} split:")
     print(summary_text(report), end="")
     print(f"report: {report_dir(config, split) / 'report.html'}")
@@ -131,8 +148,7 @@ def _scorer(config: Config, path: str):
     - a training model directory (weights/) or a checkpoint (epoch-003, beside epoch-003.index)
       of a model built like --config's.
     """
-    from pathlib import Path
-
+    from features.config import MODEL_CONFIG_FILE
     from features.schema import serving_feature_spec
     from recsys.evaluation.compare import RankerOnRawExamples
     from recsys.models.ranker import build_ranker
@@ -143,6 +159,8 @@ def _scorer(config: Config, path: str):
         return ExportedModel(path).score
     if where.suffix in (".yaml", ".yml") and where.is_file():
         config, weights = load_config(where), None
+    elif (where / "weights").is_dir() and (where / MODEL_CONFIG_FILE).exists():
+        config, weights = load_config(where / MODEL_CONFIG_FILE), None  # the model describes itself
     elif (where / "weights").is_dir():
         weights = Artifacts(config.artifacts, where).weights_path
     elif Path(f"{path}.index").exists():
@@ -388,7 +406,25 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("beam_args", nargs=argparse.REMAINDER,
                              help="after '--': Beam pipeline options, e.g. -- --runner=DataflowRunner")
         command.set_defaults(handler=handler, needs_config=True)
+    datasets = commands.add_parser("datasets", help="public benchmark datasets: input files and a ready config")
+    datasets_commands = datasets.add_subparsers(dest="datasets_command", required=True)
+    prepare = datasets_commands.add_parser(
+        "prepare", help="turn a downloaded benchmark (census-income, ali-ccp, aliexpress) into input + config")
+    prepare.add_argument("name", help="census-income, ali-ccp or aliexpress")
+    prepare.add_argument("--source", required=True, help="directory holding the files as published")
+    prepare.add_argument("--out", required=True, help="directory for the split files and <name>.yaml")
+    prepare.add_argument("--seed", type=int, help="census-income: seed halving the official test (default 2018)")
+    prepare.add_argument("--country", help="aliexpress: NL, ES, FR, US or RU when --source holds AliExpress_XX/")
+    prepare.set_defaults(handler=cmd_datasets_prepare, needs_config=False)
     return parser
+
+
+def cmd_datasets_prepare(args) -> dict:
+    from pipelines.recipes import prepare
+
+    result = prepare(args.name, args.source, args.out, seed=args.seed, country=args.country)
+    print(f"next: recsys run --config {result['config']}")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from features.artifacts import Artifacts
-from features.config import Config
+from features.config import Config, write_model_config
 from features.errors import RecsysError
 from recsys.data import (corrupt_shard_error, in_memory_epochs, make_dataset, make_item_dataset, shard_by_element,
                          split_files, training_epochs, transformed_feature_spec, with_item_batches, with_known_steps)
@@ -254,6 +254,7 @@ def train(config: Config, verbose: bool = True) -> dict:
         summary["learned_task_weights"] = ranker.learned_task_weights()
     if chief:
         (artifacts.model_dir / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_model_config(config, artifacts.model_dir)
     _LOG.info("trained %d epochs in %.1fs (%.0f examples/s)", epochs_run, seconds,
               summary["train_examples_per_second"])
     return summary

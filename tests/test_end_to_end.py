@@ -129,6 +129,16 @@ def test_the_held_out_test_split_is_reported_apart_from_eval(esmm_config_path, m
     directory = Artifacts.of(load_config(esmm_config_path)).evaluation_dir
     test = json.loads((directory / "test" / "evaluation.json").read_text())
     assert test["split"] == "test" and test["rows"] == manifest["rows"]["test"]
+    about = test["about"]  # the report says what it describes
+    assert about["config_file"] == str(esmm_config_path.resolve()) and about["trained_at"]
+    assert about["data"]["rows"] == {s: manifest["rows"][s] for s in ("train", "eval", "test")}
+    assert about["model"].endswith("esmm") and about["code_version"]
+    page = (directory / "test" / "report.html").read_text()
+    assert about["trained_at"] in page and f"test {manifest['rows']['test']:,}" in page
+    model_dir = load_config(esmm_config_path).model_dir  # the model directory alone is enough
+    assert main(["evaluate", "--config", str(model_dir), "--split", "test"]) == 0
+    again = json.loads((directory / "test" / "evaluation.json").read_text())
+    assert again["tasks"]["ctr"]["auc"] == test["tasks"]["ctr"]["auc"]
     assert test["tasks"]["ctr"]["auc"] > test["baselines"]["item_popularity"]["ctr_auc"] + 0.03
     assert json.loads((directory / "evaluation.json").read_text())["split"] == "eval"  # blessing reads eval
 

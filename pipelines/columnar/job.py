@@ -24,7 +24,7 @@ from pipelines.columnar.reader import MalformedLine, iter_csv_batches, iter_parq
 from pipelines.columnar.transform import BatchTransformer, write_transform_fn
 from pipelines.columnar.validation import ColumnarValidator, malformed_letter
 from pipelines.sharded_tfrecords import shard_path
-from pipelines.sources import InputError, InputSource
+from pipelines.input_files import InputError, InputSource
 from pipelines.split import TRAIN, split_of
 from pipelines.split_counts import DEAD_LETTER, DROPPED, REPAIRED, LabelCounter
 from pipelines.validation import OUTSIDE_SAMPLE_SPACE

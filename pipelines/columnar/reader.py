@@ -19,9 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
-from apache_beam.io.filesystems import FileSystems
-
 from features.config import Config
+from pipelines.input_files import open_input
 
 BLOCK_BYTES = 8 << 20  # ~50k rows of a 40-column log per batch: big enough to amortise per-batch costs
 PARQUET_BATCH_ROWS = 65_536
@@ -34,13 +33,6 @@ class MalformedLine:
     text: str
     fields: int
     expected: int
-
-
-def _open(path: str):
-    """A local file goes through Arrow's own (C++) decompression; other filesystems through Beam's."""
-    if "://" in path and not path.startswith("file://"):
-        return FileSystems.open(path)
-    return pa.input_stream(path.removeprefix("file://"), compression="detect")
 
 
 def _cleaned(config: Config, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -81,7 +73,7 @@ def iter_csv_batches(config: Config, files: tuple[str, ...], header: list[str], 
     convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in header},
                                    strings_can_be_null=False, quoted_strings_can_be_null=False)
     for path in files:
-        with _open(path) as stream:
+        with open_input(path, arrow=True) as stream:
             for batch in pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert):
                 yield path, _cleaned(config, batch)
 

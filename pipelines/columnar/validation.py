@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.config import Column, Config
-from features.schema import transform_input_columns
 from pipelines.columnar.reader import MalformedLine
 from pipelines.row_formats import wrong_count_message
 from pipelines.split_counts import dead_letter_json
@@ -81,7 +80,7 @@ def _as_text(column: Column, values: pa.Array) -> pa.Array:
     as the reference's `parse_value` does (Arrow would print 1.0 as '1').
     """
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        text = values
+        text = values.cast(pa.string())  # pandas writes large_string; the transform reads string
     elif column.type in ("int", "float") and (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
         text = pc.cast(values.cast(pa.float64()) if pa.types.is_floating(values.type) else values, pa.string())
     else:
@@ -104,10 +103,26 @@ def _typed_list(column: Column, values: pa.Array):
     return pa.ListArray.from_arrays(pa.array(offsets), items), bad
 
 
+def _typed_numbers(column: Column, values: pa.Array):
+    """(typed array, bad-row mask) for a numeric column stored as numbers (Parquet): no text round trip."""
+    missing = values.is_null().to_numpy(zero_copy_only=False)
+    if column.type == "int" and pa.types.is_integer(values.type) and not missing.any():
+        return values.cast(pa.int64()), np.zeros(len(values), bool)
+    numbers = pc.cast(values, pa.float64()).fill_null(float(column.default or 0)).to_numpy(zero_copy_only=False)
+    bad = (missing & column.required) | ~np.isfinite(numbers)
+    if column.type == "int":
+        whole = np.where(bad, 0.0, numbers)
+        bad |= np.floor(whole) != whole
+        return pa.array(np.where(bad, 0, whole).astype(np.int64)), bad
+    return pa.array(np.where(bad, 0.0, numbers)), bad
+
+
 def _typed_column(column: Column, values: pa.Array):
     """(typed array, bad-row mask) for one column (text, or typed from Parquet), applying its default."""
     if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
         return _typed_list(column, values)
+    if column.type in ("int", "float") and (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        return _typed_numbers(column, values)
     text = _as_text(column, values)
     missing = pc.equal(pc.utf8_trim_whitespace(text), "").to_numpy(zero_copy_only=False)
     bad = missing.copy() if column.required else np.zeros(len(text), bool)
@@ -156,7 +171,7 @@ class ColumnarValidator:
     def __init__(self, config: Config, columns: list[str] | None = None):
         """`columns` narrows validation as `RowValidator`'s does; then no split keys are computed."""
         self._reference = RowValidator(config, columns)
-        self._keep = columns or transform_input_columns(config)
+        self._keep = columns or config.transform_input_columns
         self._columns = [config.column(name) for name in (columns or validated_columns(config))]
         self._split_key = config.split.key
         self._splits = columns is None

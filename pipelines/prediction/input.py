@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 
 from features.config import Config
 from pipelines.row_formats import RawRowParser, readable_record
-from pipelines.sources import InputError, input_sources, iter_records
+from pipelines.input_files import InputError, input_sources
+from pipelines.sources import iter_records
 from pipelines.split_counts import dead_letter_json
 from pipelines.validation import RowError, RowValidator
 

@@ -218,15 +218,17 @@ def report_dir(config: Config, split: str = "eval") -> Path:
     return directory if split == "eval" else directory / split
 
 
-def evaluate(config: Config, ranker: tf.keras.Model, split: str = "eval") -> dict:
+def evaluate(config: Config, ranker: tf.keras.Model, split: str = "eval", config_file: str | None = None) -> dict:
     """Scores a split (eval, or the held-out test) and returns the report (also written as JSON, text and HTML)."""
     from recsys.evaluation.html_report import write_html_report
+    from recsys.evaluation.provenance import provenance
 
     artifacts = Artifacts.of(config)
     spec = transformed_feature_spec(artifacts.root)
     dataset = make_dataset(split_files(artifacts.root, split), spec, 4096)
     outputs, columns, utilisation = predict(ranker, dataset, _columns_needed(config))
-    report = {"split": split, **measure(config, outputs, columns, artifacts, spec)}
+    report = {"split": split, "about": provenance(config, split, config_file),
+              **measure(config, outputs, columns, artifacts, spec)}
     if utilisation:
         report["expert_utilisation"] = utilisation
     directory = report_dir(config, split)

@@ -17,7 +17,7 @@ from features.artifacts import Artifacts
 from features.config import parse_config
 from pipelines import synthetic
 from pipelines.preprocess import run_preprocess
-from pipelines.sources import InputError
+from pipelines.input_files import InputError
 
 ROWS = 400
 VOCABULARY_FEATURES = ("user_id", "user_gender", "user_city", "item_id", "item_category", "item_brand",

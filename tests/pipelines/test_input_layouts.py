@@ -18,7 +18,8 @@ import tensorflow as tf
 from features.artifacts import Artifacts
 from features.config import ConfigError, parse_config
 from pipelines.preprocess import run_preprocess
-from pipelines.sources import InputError
+from pipelines.input_files import InputError
+from pipelines.leakage import LeakageError
 from pipelines.split_counts import PipelineError, SplitError
 
 COLUMNS = ["user", "item", "age", "price", "tags", "click", "buy"]
@@ -62,7 +63,8 @@ def _rows(count: int, seed: int, prefix: str = "") -> list[dict]:
     for i in range(count):
         click = int(i % 3 == 0)
         rows.append({"user": f"{prefix}u{rng.integers(8)}", "item": f"i{rng.integers(6)}", "age": int(rng.integers(18, 70)),
-                     "price": round(float(rng.uniform(1, 100)), 2), "tags": "|".join(f"t{t}" for t in range(i % 3)),
+                     "price": round(float(rng.uniform(1, 100)), 2),
+                     "tags": "|".join(f"t{t}" for t in range(rng.integers(3))),
                      "click": click, "buy": int(click and i % 2 == 0)})
     return rows
 
@@ -182,7 +184,7 @@ def test_paddlerec_slot_rows_collect_repeated_fields_and_count_unknown_ones(tmp_
 
 def test_tf_example_tfrecords_validate_like_any_row(tmp_path):
     path = tmp_path / "examples.tfrecord.gz"
-    rows = _rows(30, 6)
+    rows = _rows(80, 6)
     with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
         for row in rows:
             feature = {
@@ -203,7 +205,7 @@ def test_tf_example_tfrecords_validate_like_any_row(tmp_path):
     config = _config(tmp_path, {"path": str(path)}, split={"eval_fraction": 0.3})
     assert config.input_format == "tfrecord"
     manifest = run_preprocess(config, config.artifacts)
-    _counts_conserved(manifest, 32)
+    _counts_conserved(manifest, 82)
     assert manifest["dead_letters_by_reason"] == {"malformed_record": 1, "repeated_field": 1}
 
 
@@ -280,3 +282,13 @@ def test_feature_defaults_fill_only_what_a_feature_leaves_out(tmp_path):
         _config(tmp_path, {"path": "logs.csv"}, feature_defaults={"name": "x"})
     with pytest.raises(ConfigError, match="give either `path`"):
         _config(tmp_path, {"path": "a.csv", "train": "b.csv"})
+
+
+def test_a_feature_derived_from_a_label_stops_preprocessing_before_the_job(tmp_path):
+    frame = pd.DataFrame(_rows(60, 10))
+    frame["age"] = frame["click"] * 40 + 20  # an 'age' that is the click label in disguise
+    frame.to_csv(tmp_path / "logs.csv", index=False)
+    config = _config(tmp_path, {"path": str(tmp_path / "logs.csv")}, "columnar")
+    with pytest.raises(LeakageError, match="feature 'age' \\(column 'age'\\) determines label 'click'"):
+        run_preprocess(config, config.artifacts)
+    assert not config.artifacts.exists()
