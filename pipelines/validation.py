@@ -169,8 +169,20 @@ class SampleSpaceViolation(RowError):
     """A downstream label set outside its sample space; under policy 'drop' the row is counted, not kept."""
 
 
+def label_checks(config: Config, columns: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(binary labels among `columns`, (label, its sample space's label) pairs with both among `columns`)."""
+    binary = [t for t in config.tasks if t.type == "binary" and t.label in columns]
+    funnel = [(t.label, config.task(t.sample_space).label) for t in binary
+              if t.sample_space and config.task(t.sample_space).label in columns]
+    return [t.label for t in binary], funnel
+
+
 class RowValidator:
     """Types a raw row against the config and checks the labels' funnel consistency.
+
+    `columns` narrows what is validated (default: `validated_columns`); labels
+    are checked only when they are among them, so `recsys predict` validates
+    the features a model reads and never requires labels.
 
     `pipeline.sample_space_violations` decides a row whose downstream label is
     set outside its sample space (a purchase without a click): `reject` raises
@@ -179,12 +191,9 @@ class RowValidator:
     for the caller to count.
     """
 
-    def __init__(self, config: Config):
-        self._columns = [config.column(name) for name in validated_columns(config)]
-        self._binary_labels = [t.label for t in config.tasks if t.type == "binary"]
-        # (task label, label of the task whose positives are its sample space)
-        self._funnel = [(t.label, config.task(t.sample_space).label)
-                        for t in config.tasks if t.sample_space and t.type == "binary"]
+    def __init__(self, config: Config, columns: list[str] | None = None):
+        self._columns = [config.column(name) for name in (columns or validated_columns(config))]
+        self._binary_labels, self._funnel = label_checks(config, [column.name for column in self._columns])
         self._policy = config.pipeline.sample_space_violations
         self.repaired = False
 

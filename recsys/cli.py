@@ -9,6 +9,7 @@
     recsys validate   --config C                        bless the trained model against the published one
     recsys export     --config C                        versioned SavedModel for TF Serving
     recsys score      --config C [--rows 5]             raw rows through the exported model
+    recsys predict    --config C --input P --output D   raw files → scores with an exported version (batch)
     recsys run        --config C [-- beam options]      all of the above, in order (publishes only if blessed)
     recsys serving-config --config C --out DIR          TF Serving models.config, batching, monitoring, compose
     recsys serve      --config C | --base-path P --model-name N | --model-config-file F
@@ -304,6 +305,54 @@ def cmd_run(args, config: Config):
     print(f"\nquick start finished in {time.monotonic() - started:.0f}s; artifacts in {config.artifacts}")
 
 
+def cmd_predict(args, config: Config) -> dict:
+    """Raw files → every output's score (plus kept columns) with an exported version, published atomically."""
+    import functools
+
+    from pipelines.prediction.input import prediction_job
+    from pipelines.prediction.job import run_prediction
+    from serving.scoring import latest_version
+
+    version_dir = str(args.model_dir or latest_version(config.served_model_dir))
+    keep = [name.strip() for name in (args.keep or "").split(",") if name.strip()]
+    job = prediction_job(config, args.input, keep, args.format, args.shard_rows)
+    if args.engine == "beam":
+        from pipelines.prediction.beam_job import predict_with_beam
+        from serving.batch_inference import SavedModelHandler
+
+        handler = SavedModelHandler(job.config, version_dir)
+        engine = functools.partial(predict_with_beam, job, handler, beam_args=args.beam_args)
+    else:
+        from pipelines.prediction.inprocess import predict_in_process
+        from serving.scoring import ExportedModel
+
+        engine = functools.partial(predict_in_process, job, ExportedModel(version_dir))
+    found = run_prediction(args.output, engine, args.overwrite, model=version_dir, input=args.input,
+                           files=len(job.files), format=args.format, kept=list(job.keep))
+    print(f"predicted {found['rows_in']} rows with {version_dir} ({found['engine']}) in {found['seconds']}s "
+          f"({found['rows_per_second']} rows/s): scored {found['scored']}, dead letters {found['dead_letters']} "
+          f"{found['dead_letters_by_reason'] or ''}; output in {args.output}")
+    return found
+
+
+def _add_predict_command(commands):
+    predict = commands.add_parser("predict", help="score raw files with an exported version (batch inference)")
+    predict.add_argument("--config", required=True, help="YAML config file (its input dialect and model)")
+    predict.add_argument("--artifacts", help="override the config's artifacts_dir")
+    predict.add_argument("--model-dir", help="exported version to score with (default: the latest)")
+    predict.add_argument("--input", required=True, help="file or glob, in the config's input layout")
+    predict.add_argument("--output", required=True, help="directory to publish (atomically)")
+    predict.add_argument("--format", default="parquet", choices=("parquet", "csv", "tfrecord"))
+    predict.add_argument("--keep", help="comma-separated input columns written next to the scores (ids, labels)")
+    predict.add_argument("--engine", default="inprocess", choices=("inprocess", "beam"),
+                         help="inprocess: Arrow batches in this process; beam: RunInference on any runner")
+    predict.add_argument("--shard-rows", type=int, default=1_000_000, help="valid rows per output shard")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    predict.add_argument("beam_args", nargs=argparse.REMAINDER,
+                         help="after '--': Beam pipeline options (--engine beam), e.g. -- --runner=DataflowRunner")
+    predict.set_defaults(handler=cmd_predict, needs_config=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -333,6 +382,7 @@ def _parser() -> argparse.ArgumentParser:
     serving_config.add_argument("--model-base-path", default="/models",
                                 help="where the models are as TF Serving sees them (default: the container's)")
     serving_config.set_defaults(handler=cmd_serving_config, needs_config=True)
+    _add_predict_command(commands)
     for name, handler, help_text in (
             ("preprocess", cmd_preprocess, "validate, split and transform raw logs (Beam + tf.Transform)"),
             ("train", cmd_train, "train the configured ranker"),

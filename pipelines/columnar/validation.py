@@ -24,7 +24,7 @@ from features.config import Column, Config
 from pipelines.columnar.reader import MalformedLine
 from pipelines.row_formats import wrong_count_message
 from pipelines.split_counts import dead_letter_json
-from pipelines.validation import WRONG_COLUMN_COUNT, RowError, RowValidator, validated_columns
+from pipelines.validation import WRONG_COLUMN_COUNT, RowError, RowValidator, label_checks, validated_columns
 
 _DECIMAL = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 
@@ -158,23 +158,24 @@ class ValidBatch:
     """Typed columns of the rows that passed (only the columns the transform reads), and what else happened."""
 
     table: pa.Table
-    keys: list  # the split key of each valid row, as the reference's `row_split_key` gives it
+    keys: list  # the split key of each valid row, as the reference's `row_split_key` gives it ([]: not splitting)
     dead_letters: list[dict]
     dropped: int  # sample-space violations under policy 'drop'
     repaired: int  # sample-space violations cleared under policy 'repair'
+    valid: pa.Array  # which of the batch's rows are in `table` (a boolean mask)
 
 
 class ColumnarValidator:
     """Validates record batches against the config, like `RowValidator` does rows."""
 
-    def __init__(self, config: Config):
-        self._reference = RowValidator(config)
-        self._keep = config.transform_input_columns
-        self._columns = [config.column(name) for name in validated_columns(config)]
+    def __init__(self, config: Config, columns: list[str] | None = None):
+        """`columns` narrows validation as `RowValidator`'s does; then no split keys are computed."""
+        self._reference = RowValidator(config, columns)
+        self._keep = columns or config.transform_input_columns
+        self._columns = [config.column(name) for name in (columns or validated_columns(config))]
         self._split_key = config.split.key
-        self._binary_labels = [t.label for t in config.tasks if t.type == "binary"]
-        self._funnel = [(t.label, config.task(t.sample_space).label)
-                        for t in config.tasks if t.sample_space and t.type == "binary"]
+        self._splits = columns is None
+        self._binary_labels, self._funnel = label_checks(config, [column.name for column in self._columns])
         self._policy = config.pipeline.sample_space_violations
         self._delimiter = config.input.delimiter
 
@@ -200,9 +201,9 @@ class ColumnarValidator:
         keep = ~bad & ~outside if self._policy == "drop" else ~bad
         good = pa.array(keep)
         table = pa.table({name: _as_float32(typed[name]) for name in self._keep}).filter(good)
-        return ValidBatch(table, self._keys(typed, good), letters,
+        return ValidBatch(table, self._keys(typed, good) if self._splits else [], letters,
                           dropped=int(outside.sum()) if self._policy == "drop" else 0,
-                          repaired=int(outside.sum()) if self._policy == "repair" else 0)
+                          repaired=int(outside.sum()) if self._policy == "repair" else 0, valid=good)
 
     def _keys(self, typed: dict, good: pa.Array) -> list:
         if self._split_key:
