@@ -36,6 +36,7 @@ from features.config import load_config, parse_config  # noqa: E402
 from features.examples import to_examples  # noqa: E402
 from pipelines import synthetic  # noqa: E402
 from pipelines.eval_rows import read_eval_rows  # noqa: E402
+from pipelines.preprocess import ReadSplitRows  # noqa: E402
 from recsys.evaluation.beam_evaluation import run_beam_evaluation  # noqa: E402
 from recsys.evaluation.compare import label_columns, score_examples  # noqa: E402
 from recsys.evaluation.evaluate import evaluated_outputs, output_metrics  # noqa: E402
@@ -58,7 +59,7 @@ def _peak_rss_gb() -> float:
 
 def in_process(config, model_dir: str) -> dict:
     phases, started, cpu = {}, time.monotonic(), time.process_time()
-    rows, _ = read_eval_rows(config)
+    rows = read_eval_rows(config)
     phases["read_and_validate"] = time.monotonic() - started
     mark = time.monotonic()
     examples = to_examples(config, rows)
@@ -82,7 +83,7 @@ def in_process(config, model_dir: str) -> dict:
 def with_beam(config, model_dir: str, workdir: Path, beam_args: list[str]) -> dict:
     """Wall and CPU seconds; CPU seconds cover the workers only on the in-process FnApiRunner (no extra args)."""
     started, cpu = time.monotonic(), time.process_time()
-    report = run_beam_evaluation(config, model_dir, workdir / "beam", beam_args)
+    report = run_beam_evaluation(config, model_dir, workdir / "beam", ReadSplitRows(config, "eval"), beam_args)
     seconds = time.monotonic() - started
     return {"rows": report["rows"], "seconds": round(seconds, 1), "cpu_seconds": round(time.process_time() - cpu, 1),
             "rows_per_second": round(report["rows"] / seconds),

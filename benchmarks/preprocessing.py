@@ -2,16 +2,21 @@
 
     python benchmarks/preprocessing.py --rows 100000
     python benchmarks/preprocessing.py --rows 100000,1000000 --engines floor,columnar   # growth
+    python benchmarks/preprocessing.py --rows 100000 --formats csv,parquet --engines floor,columnar
 
 The dataset is the synthetic feed (24 columns) widened to 41 columns with 10
 extra categorical and 7 extra numeric columns, all of them features, and 0.1%
 of rows broken so validation has dead letters to write. Each contender runs in
 its own subprocess (so peak memory is its own and imports are not timed):
 
-- floor: pyarrow streams the CSV, tfx_bsl's C++ encoder turns every raw row
-  into a tf.Example, the same gzip TFRecord writer as the columnar engine writes
-  them. No validation, split, analysis or transform: the fastest this machine
-  can turn these rows into TFRecords.
+- floor: pyarrow streams the CSV (or the Parquet file, row group by row group),
+  tfx_bsl's C++ encoder turns every raw row into a tf.Example, the same gzip
+  TFRecord writer as the columnar engine writes them. No validation, split,
+  analysis or transform: the fastest this machine can turn these rows into TFRecords.
+
+With `--formats csv,parquet` the same rows are also written as Parquet with
+typed columns (the bad rows as an infinite price, an empty user id and a click
+of 2), and every contender runs on each format against that format's floor.
 - beam: `pipeline.engine: beam` (FnApiRunner, tf.Transform analyzers).
 - columnar: `pipeline.engine: columnar`.
 
@@ -56,28 +61,42 @@ def _extra_columns(rows: int, rng) -> dict:
     return columns
 
 
-def build_dataset(rows: int, path: Path):
-    """The synthetic feed plus the extra columns, written chunk by chunk with some bad rows."""
+def build_dataset(rows: int, path: Path, parquet_path: Path | None = None):
+    """The synthetic feed plus the extra columns, written chunk by chunk with some bad rows.
+
+    With `parquet_path`, the same rows also as Parquet with typed columns (one row group per chunk).
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
 
     from pipelines import synthetic
 
     rng = np.random.default_rng(11)
-    written = 0
+    written, parquet = 0, None
     with open(path, "wb") as out:
         for chunk_index, frame in enumerate(synthetic.iter_chunks(synthetic.SyntheticSpec(rows=rows, seed=5))):
             for name, values in _extra_columns(len(frame), rng).items():
                 frame[name] = values
-            frame = frame.astype({name: str for name in frame.columns})
             bad = np.arange(len(frame))[(np.arange(len(frame)) + written) % BAD_ROW_EVERY == 7]
+            if parquet_path is not None:
+                typed = frame.copy()
+                typed.loc[bad[0::3], "click"] = 2
+                typed.loc[bad[1::3], "item_price"] = np.inf
+                typed.loc[bad[2::3], "user_id"] = ""
+                table = pa.Table.from_pandas(typed, preserve_index=False)
+                parquet = parquet or pq.ParquetWriter(str(parquet_path), table.schema)
+                parquet.write_table(table)
+            frame = frame.astype({name: str for name in frame.columns})
             frame.loc[bad[0::3], "click"] = "yes"
             frame.loc[bad[1::3], "item_price"] = "inf"
             frame.loc[bad[2::3], "user_id"] = ""
             table = pa.Table.from_pandas(frame, preserve_index=False)
             pacsv.write_csv(table, out, pacsv.WriteOptions(include_header=chunk_index == 0))
             written += len(frame)
+    if parquet is not None:
+        parquet.close()
 
 
 def benchmark_config(csv_path: Path, artifacts: Path, engine: str) -> dict:
@@ -101,25 +120,30 @@ def _encodable(column):
     """The types tfx_bsl's encoder takes: bytes, float32, int64."""
     import pyarrow as pa
 
-    if pa.types.is_string(column.type):
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         return column.cast(pa.binary())
     if pa.types.is_floating(column.type):
         return column.cast(pa.float32())
     return column.cast(pa.int64()) if pa.types.is_boolean(column.type) else column
 
 
-def run_floor(csv_path: Path, out_dir: Path) -> dict:
-    """pyarrow CSV stream → C++ tf.Example encoder → gzip TFRecords, every column as read."""
+def run_floor(input_path: Path, out_dir: Path) -> dict:
+    """pyarrow CSV or Parquet stream → C++ tf.Example encoder → gzip TFRecords, every column as read."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
+    import pyarrow.dataset as pads
     from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
 
     from pipelines.columnar.job import ShardedTFRecordWriter
-    from pipelines.columnar.reader import BLOCK_BYTES
+    from pipelines.columnar.reader import BLOCK_BYTES, PARQUET_BATCH_ROWS
 
     started = time.monotonic()
     encoder, writer, rows = RecordBatchToExamplesEncoder(), ShardedTFRecordWriter(out_dir, 4), 0
-    reader = pacsv.open_csv(pa.input_stream(str(csv_path)), read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES))
+    if input_path.suffix == ".parquet":
+        reader = pads.dataset(str(input_path), format="parquet").to_batches(batch_size=PARQUET_BATCH_ROWS)
+    else:
+        reader = pacsv.open_csv(pa.input_stream(str(input_path)),
+                                read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES))
     for batch in reader:
         offsets = pa.array(range(0, batch.num_rows + 1), pa.int32())
         lists = [pa.ListArray.from_arrays(offsets, _encodable(column)) for column in batch.columns]
@@ -144,7 +168,7 @@ def child(args):
     """One contender in this process; prints its result as the last line of stdout."""
     csv_path, work = Path(args.csv), Path(args.work)
     if args.child == "floor":
-        result = run_floor(csv_path, work / "floor")
+        result = run_floor(csv_path, work / f"floor-{csv_path.suffix}")
     else:
         result = run_engine(csv_path, work / args.child, args.child)
     result["peak_rss_mb"] = peak_rss_mb()
@@ -161,10 +185,11 @@ def _ratio(result: dict) -> str:
 
 
 def _table(results: list[dict]) -> str:
-    lines = ["| rows | contender | seconds | rows/s | ratio to floor | peak RSS (MB) |",
-             "|---:|---|---:|---:|---:|---:|"]
+    lines = ["| rows | format | contender | seconds | rows/s | ratio to floor | peak RSS (MB) |",
+             "|---:|---|---|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {r['input_rows']:,} | {r['contender']} | {r['seconds']:.1f} | {r['rows_per_second']:,.0f} "
+        lines.append(f"| {r['input_rows']:,} | {r['format']} | {r['contender']} | {r['seconds']:.1f} "
+                     f"| {r['rows_per_second']:,.0f} "
                      f"| {_ratio(r)} | {r['peak_rss_mb']:,.0f} |")
     return "\n".join(lines)
 
@@ -173,6 +198,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default="100000", help="comma-separated row counts (default 100000)")
     parser.add_argument("--engines", default="floor,beam,columnar")
+    parser.add_argument("--formats", default="csv", help="csv, parquet or both (csv,parquet)")
     parser.add_argument("--profile", type=Path,
                         help="write a cProfile of each contender to this folder (results files are left alone)")
     parser.add_argument("--data-dir", type=Path,
@@ -189,23 +215,31 @@ def main():
         with tempfile.TemporaryDirectory(prefix="preprocessing-bench-") as work:
             work = Path(work)
             csv_path = (args.data_dir / f"rows{rows}.csv") if args.data_dir else work / "logs.csv"
-            if not csv_path.exists():
+            parquet_path = csv_path.with_suffix(".parquet")
+            formats = args.formats.split(",")
+            if not csv_path.exists() or ("parquet" in formats and not parquet_path.exists()):
                 print(f"building {rows:,} rows ...", flush=True)
                 csv_path.parent.mkdir(parents=True, exist_ok=True)
-                build_dataset(rows, csv_path.with_suffix(".partial"))
+                build_dataset(rows, csv_path.with_suffix(".partial"),
+                              parquet_path.with_suffix(".partial-parquet") if "parquet" in formats else None)
                 csv_path.with_suffix(".partial").rename(csv_path)
-            floor = None
-            for name in args.engines.split(","):
-                print(f"  {name} ...", flush=True)
-                if args.profile:
-                    args.profile.mkdir(parents=True, exist_ok=True)
-                result = _run_child(name, csv_path, work, args.profile)
-                floor = result if name == "floor" else floor
-                result.update(contender=name, input_rows=rows, rows_per_second=result["rows"] / result["seconds"])
-                result["ratio_to_floor"] = (result["rows_per_second"] / floor["rows_per_second"]) if floor else None
-                print(f"    {result['rows_per_second']:,.0f} rows/s, ratio {_ratio(result)}, "
-                      f"peak {result['peak_rss_mb']:,.0f} MB", flush=True)
-                results.append(result)
+                if "parquet" in formats:
+                    parquet_path.with_suffix(".partial-parquet").rename(parquet_path)
+            for input_format in formats:
+                input_path = parquet_path if input_format == "parquet" else csv_path
+                floor = None
+                for name in args.engines.split(","):
+                    print(f"  {input_format} {name} ...", flush=True)
+                    if args.profile:
+                        args.profile.mkdir(parents=True, exist_ok=True)
+                    result = _run_child(name, input_path, work, args.profile)
+                    floor = result if name == "floor" else floor
+                    result.update(contender=name, format=input_format, input_rows=rows,
+                                  rows_per_second=result["rows"] / result["seconds"])
+                    result["ratio_to_floor"] = (result["rows_per_second"] / floor["rows_per_second"]) if floor else None
+                    print(f"    {result['rows_per_second']:,.0f} rows/s, ratio {_ratio(result)}, "
+                          f"peak {result['peak_rss_mb']:,.0f} MB", flush=True)
+                    results.append(result)
     table = _table(results)
     print(table)
     if args.profile:  # profiled timings are not results
@@ -216,11 +250,12 @@ def main():
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     stem.with_suffix(".md").write_text(
         "# Preprocessing against the floor\n\n`python benchmarks/preprocessing.py "
-        f"--rows {args.rows} --engines {args.engines}`, one run, 41-column CSV, 0.1% bad rows.\n\n{table}\n")
+        f"--rows {args.rows} --engines {args.engines} --formats {args.formats}`, one run, 41 columns, "
+        f"0.1% bad rows.\n\n{table}\n")
     if growth:
         series = {}
         for r in results:
-            series.setdefault(r["contender"], []).append((r["input_rows"], r["seconds"], r["peak_rss_mb"]))
+            series.setdefault(f"{r['contender']} ({r['format']})", []).append((r["input_rows"], r["seconds"], r["peak_rss_mb"]))
         plot_growth(series, stem.with_suffix(".png"), "Preprocessing time and peak memory against rows")
 
 

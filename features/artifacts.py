@@ -37,6 +37,14 @@ class Artifacts:
             raise FileNotFoundError(f"{self.manifest_path} does not exist; run `recsys preprocess` first")
         return json.loads(self.manifest_path.read_text())
 
+    def trainable_manifest(self) -> dict:
+        """The manifest, refused when preprocessing found splits that cannot train or evaluate a model."""
+        manifest = self.manifest()
+        if manifest.get("problems"):
+            raise RecsysError(f"{self.manifest_path}: the data cannot train and evaluate a model: "
+                              + "; ".join(manifest["problems"]) + " (fix the input and run `recsys preprocess`)")
+        return manifest
+
     def split_dir(self, split: str) -> Path:
         return self.root / split
 

@@ -44,7 +44,8 @@ class Feature(_Section):
 
     name: str
     column: str | None = None
-    group: Literal["user", "item", "context"]
+    # who the feature describes: serving's request-level split and SSL's item views read it; tabular data can leave it
+    group: Literal["user", "item", "context"] = "context"
     transform: Literal["vocabulary", "hash", "bucketize", "zscore", "log_zscore"]
     embedding_dim: int = Field(8, gt=0)
     oov_buckets: int = Field(1, ge=1)
@@ -102,17 +103,36 @@ class ExpertsConfig(_Section):
 
 class ModelConfig(_Section):
     bottom: Literal["shared", "dtrn"] = "shared"  # dtrn: task-specific bottom (needs sequences)
-    dtrn_attention_units: int = Field(32, gt=0)
+    dtrn_attention_units: int = Field(32, gt=0, description="DTRN's Transformer: per-head attention size and "
+                                      "feed-forward width")
     backbone: Literal["shared_bottom", "mmoe", "ple", "cgc", "adatt"] = "shared_bottom"
     structure: Literal["independent", "esmm"] = "independent"
     esmm: Esmm | None = None
     experts: ExpertsConfig = ExpertsConfig()
-    bottom_units: list[int] = [256, 128]
+    # Unset: the backbone's paper form (see `paper_bottom_units`).
+    bottom_units: list[int] = Field(None, validate_default=True)
     tower_units: list[int] = [64]
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     activation: str = "relu"
     l2: float = Field(0.0, ge=0.0)
     embedding_l2: float = Field(0.0, ge=0.0)
+
+    @staticmethod
+    def paper_bottom_units(backbone: str, bottom: str) -> list[int]:
+        """The shared MLP in front of the backbone that the backbone's paper has.
+
+        Shared-Bottom is that MLP (Caruana, 1997). MMoE, PLE/CGC and AdaTT feed
+        the input straight to their experts, and the task-specific DTRN bottom
+        is itself the bottom, so those get none unless `bottom_units` asks.
+        """
+        return [256, 128] if backbone == "shared_bottom" and bottom == "shared" else []
+
+    @pydantic.field_validator("bottom_units", mode="before")
+    @classmethod
+    def _paper_form_unless_given(cls, units, info: pydantic.ValidationInfo):
+        if units is not None:
+            return units
+        return cls.paper_bottom_units(info.data.get("backbone", "shared_bottom"), info.data.get("bottom", "shared"))
 
 
 class TrainingConfig(_Section):
@@ -246,7 +266,8 @@ class PipelineConfig(_Section):
     runner: str = "FnApiRunner"
     # beam: Beam + tf.Transform analyzers (runs on Dataflow, Flink, Spark; the reference).
     # columnar: one process on Arrow batches, same artifacts, much faster (pipelines/columnar/).
-    engine: Literal["beam", "columnar"] = "beam"
+    # auto: columnar where it reads the input (CSV, Parquet) and the runner is local, without ssl; else beam.
+    engine: Literal["auto", "beam", "columnar"] = "auto"
     # A row whose downstream label is set outside its sample space (a purchase without a
     # click): reject it (dead letter), drop it (counted), or repair it (clear the downstream label, counted).
     sample_space_violations: Literal["reject", "drop", "repair"] = "reject"
@@ -414,6 +435,11 @@ class Config(_Section):
         """Raw columns a model needs at serving time (labels and truth never are)."""
         used = [f.source for f in self.features] + [s.column for s in self.sequences]
         return list(dict.fromkeys(used))
+
+    @property
+    def transform_input_columns(self) -> list[str]:
+        """Columns that enter tf.Transform: features, labels and evaluation-only passthroughs."""
+        return list(dict.fromkeys(self.feature_columns + self.label_columns + self.passthrough_columns))
 
     @property
     def output_names(self) -> list[str]:
@@ -781,3 +807,24 @@ def _esmm_problems(config: Config):
                f"is '{model.esmm.ctr_task}'")
     if model.esmm.ctcvr_name in tasks:
         yield f"model.esmm.ctcvr_name: '{model.esmm.ctcvr_name}' clashes with a task name"
+
+
+MODEL_CONFIG_FILE = "config.yaml"
+
+
+def write_model_config(config: Config, model_dir: Path):
+    """The resolved config beside a trained model's weights, so the directory describes itself.
+
+    Every path in it is absolute (input, artifacts, model), so `compare`, `evaluate` and
+    `export` can take the model directory alone, wherever they run from.
+    """
+    resolved = config.model_copy(update={
+        "artifacts_dir": str(config.artifacts.resolve()),
+        "training": config.training.model_copy(update={"model_dir": str(Path(model_dir).resolve())}),
+        "input": config.input.model_copy(update={
+            key: str(Path(pattern).resolve()) if "://" not in pattern else pattern
+            for key in ("path", "train", "eval", "test") if (pattern := getattr(config.input, key)) is not None}),
+    })
+    raw = resolved.model_dump(mode="json", exclude_defaults=True)
+    Path(model_dir).mkdir(parents=True, exist_ok=True)
+    (Path(model_dir) / MODEL_CONFIG_FILE).write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -18,14 +18,9 @@ def _spec(column: Column, with_defaults: bool):
     return tf.io.FixedLenFeature([], dtype, default_value=default)
 
 
-def transform_input_columns(config: Config) -> list[str]:
-    """Columns that enter tf.Transform: features, labels and evaluation-only passthroughs."""
-    return list(dict.fromkeys(config.feature_columns + config.label_columns + config.passthrough_columns))
-
-
 def raw_feature_spec(config: Config) -> dict:
     """Spec of validated rows as tf.Transform sees them (validation has filled every default)."""
-    return {name: _spec(config.column(name), with_defaults=False) for name in transform_input_columns(config)}
+    return {name: _spec(config.column(name), with_defaults=False) for name in config.transform_input_columns}
 
 
 def serving_feature_spec(config: Config) -> dict:

@@ -20,8 +20,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from features.config import Config, Feature
-
-PADDING_ID = 0
+from features.padding import PADDING_ID
 
 
 @dataclasses.dataclass(frozen=True)

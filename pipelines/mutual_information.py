@@ -27,7 +27,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from features.transform import PADDING_ID
+from features.padding import PADDING_ID
 
 NUMERIC_BIN_WIDTH = 0.5  # in standard deviations
 NUMERIC_CLIP = 3.0

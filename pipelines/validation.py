@@ -5,13 +5,12 @@ fault and a reason code, so it can be counted, inspected and replayed.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
+import json
 import math
 from typing import Any, Mapping
 
 from features.config import Column, Config
-from features.schema import transform_input_columns
 
 # Reason codes, stable strings that dashboards and tests can rely on.
 WRONG_COLUMN_COUNT = "wrong_column_count"
@@ -25,6 +24,9 @@ MALFORMED_LIST = "malformed_list"
 TOO_MANY_ITEMS = "too_many_items"
 INVALID_LABEL = "invalid_label"
 OUTSIDE_SAMPLE_SPACE = "label_outside_sample_space"
+MALFORMED_RECORD = "malformed_record"
+UNKNOWN_FIELD = "unknown_field"
+REPEATED_FIELD = "repeated_field"
 
 
 class RowError(ValueError):
@@ -57,18 +59,6 @@ def _jsonable(value):
     if hasattr(value, "tolist"):
         return value.tolist()
     return value
-
-
-def parse_csv_line(line: str, header: list[str]) -> dict[str, str]:
-    """Splits one CSV line into a {column: text} row, or raises RowError."""
-    try:
-        fields = next(csv.reader([line], strict=True))  # an unbalanced quote is an error, not a guess
-    except (csv.Error, StopIteration) as err:
-        raise RowError(UNPARSEABLE_LINE, None, f"line is not valid CSV: {err}") from None
-    if len(fields) != len(header):
-        raise RowError(WRONG_COLUMN_COUNT, None,
-                       f"expected {len(header)} comma-separated values, got {len(fields)}")
-    return dict(zip(header, fields))
 
 
 def _is_missing(value) -> bool:
@@ -156,27 +146,71 @@ def _parse_text(column: Column, value) -> str:
         raise RowError(INVALID_TEXT, column.name, f"column '{column.name}': not UTF-8 text ({err})") from None
 
 
-class RowValidator:
-    """Types a raw row against the config and checks the labels' funnel consistency."""
+def validated_columns(config: Config) -> list[str]:
+    """Columns every row is typed and checked on: the transform's inputs and the split key."""
+    names = config.transform_input_columns
+    return names + ([config.split.key] if config.split.key and config.split.key not in names else [])
 
-    def __init__(self, config: Config):
-        self._columns = [config.column(name) for name in transform_input_columns(config)]
-        split_key = config.column(config.split.key)
-        if split_key not in self._columns:
-            self._columns.append(split_key)
-        self._binary_labels = [t.label for t in config.tasks if t.type == "binary"]
-        # (task label, label of the task whose positives are its sample space)
-        self._funnel = [(t.label, config.task(t.sample_space).label)
-                        for t in config.tasks if t.sample_space and t.type == "binary"]
+
+def row_split_key(config: Config):
+    """The split key of a validated row: `split.key`'s value, or without one the whole typed row.
+
+    The whole row is every validated column in config order as compact JSON;
+    Python floats print their shortest round-trip form, so both engines
+    (which parse the same text to the same float64) hash the same string.
+    """
+    if config.split.key:
+        return lambda row: row[config.split.key]
+    names = validated_columns(config)
+    return lambda row: json.dumps([row[name] for name in names], ensure_ascii=False, separators=(",", ":"))
+
+
+class SampleSpaceViolation(RowError):
+    """A downstream label set outside its sample space; under policy 'drop' the row is counted, not kept."""
+
+
+def label_checks(config: Config, columns: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """(binary labels among `columns`, (label, its sample space's label) pairs with both among `columns`)."""
+    binary = [t for t in config.tasks if t.type == "binary" and t.label in columns]
+    funnel = [(t.label, config.task(t.sample_space).label) for t in binary
+              if t.sample_space and config.task(t.sample_space).label in columns]
+    return [t.label for t in binary], funnel
+
+
+class RowValidator:
+    """Types a raw row against the config and checks the labels' funnel consistency.
+
+    `columns` narrows what is validated (default: `validated_columns`); labels
+    are checked only when they are among them, so `recsys predict` validates
+    the features a model reads and never requires labels.
+
+    `pipeline.sample_space_violations` decides a row whose downstream label is
+    set outside its sample space (a purchase without a click): `reject` raises
+    (a dead letter), `drop` raises `SampleSpaceViolation` (counted, not kept),
+    `repair` clears the downstream label and sets `repaired` on the validator
+    for the caller to count.
+    """
+
+    def __init__(self, config: Config, columns: list[str] | None = None):
+        self._columns = [config.column(name) for name in (columns or validated_columns(config))]
+        self._binary_labels, self._funnel = label_checks(config, [column.name for column in self._columns])
+        self._policy = config.pipeline.sample_space_violations
+        self.repaired = False
 
     def __call__(self, raw: Mapping[str, Any]) -> dict:
+        self.repaired = False
         row = {column.name: parse_value(column, raw.get(column.name)) for column in self._columns}
         for label in self._binary_labels:
             if row[label] not in (0, 1):
                 raise RowError(INVALID_LABEL, label, f"label '{label}' must be 0 or 1, got {row[label]!r}")
         for label, space_label in self._funnel:
             if row[label] != 0 and row[space_label] == 0:
-                raise RowError(OUTSIDE_SAMPLE_SPACE, label,
-                               f"label '{label}' is {row[label]} but '{space_label}' is 0 "
-                               f"('{label}' lives on '{space_label}' positives)")
+                if self._policy == "repair":
+                    row[label], self.repaired = 0, True
+                    continue
+                error = SampleSpaceViolation if self._policy == "drop" else RowError
+                raise error(OUTSIDE_SAMPLE_SPACE, label,
+                            f"label '{label}' is {row[label]} but '{space_label}' is 0 "
+                            f"('{label}' lives on '{space_label}' positives; "
+                            "see pipeline.sample_space_violations: reject, drop or repair)")
         return row

@@ -1,13 +1,15 @@
 """The `recsys` command line: the one place where pipeline, trainer, evaluator and exporter meet.
 
     recsys generate   --rows N --out data.csv.gz        synthetic logs with known truth
+    recsys datasets prepare NAME --source D --out D    a public benchmark's files → input and a ready config
     recsys preprocess --config C [-- beam options]      Beam + tf.Transform → artifacts
     recsys train      --config C                        ranker → model weights
-    recsys evaluate   --config C [--beam [-- beam opts]] metrics → evaluation.json, summary.txt, report.html
+    recsys evaluate   --config C [--split test] [--beam [-- beam opts]]  metrics → evaluation.json, summary.txt, report.html
     recsys compare    --config C --models A B ...       models side by side on the same eval rows
     recsys validate   --config C                        bless the trained model against the published one
     recsys export     --config C                        versioned SavedModel for TF Serving
     recsys score      --config C [--rows 5]             raw rows through the exported model
+    recsys predict    --config C --input P --output D   raw files → scores with an exported version (batch)
     recsys run        --config C [-- beam options]      all of the above, in order (publishes only if blessed)
     recsys serving-config --config C --out DIR          TF Serving models.config, batching, monitoring, compose
     recsys serve      --config C | --base-path P --model-name N | --model-config-file F
@@ -16,11 +18,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -33,10 +35,23 @@ _LOG = logging.getLogger("recsys")
 
 
 def _config(args) -> Config:
-    config = load_config(args.config)
+    """--config: a YAML file, or a trained model's directory (training saved its resolved config there)."""
+    config = load_config(_config_file(args.config))
     if args.artifacts:
         config = config.model_copy(update={"artifacts_dir": args.artifacts})
     return config
+
+
+def _config_file(path: str) -> Path:
+    from features.config import MODEL_CONFIG_FILE
+
+    where = Path(path)
+    if where.is_dir():
+        if not (where / MODEL_CONFIG_FILE).exists():
+            raise RecsysError(f"--config {path}: a directory, but not a trained model's (no {MODEL_CONFIG_FILE}); "
+                              "pass the YAML config file")
+        return where / MODEL_CONFIG_FILE
+    return where
 
 
 def cmd_generate(args):
@@ -49,13 +64,18 @@ def cmd_generate(args):
 
 
 def cmd_preprocess(args, config: Config) -> dict:
+    from pipelines.input_files import input_sources
+
+    input_sources(config)  # paths and headers checked in a second, before Beam and tf.Transform load
     from pipelines.preprocess import run_preprocess
 
     manifest = run_preprocess(config, config.artifacts, args.beam_args)
     rows = manifest["rows"]
+    splits = ", ".join(f"{split} {rows[split]}" for split in config.split_names)
+    handled = {"dropped": rows["dropped"], "repaired": rows["repaired"]}
     print(f"preprocessed {rows['read']} rows in {manifest['seconds']}s ({manifest['rows_per_second']} rows/s): "
-          f"train {rows['train']}, eval {rows['eval']}, dead letters {rows['dead_letter']} "
-          f"{manifest['dead_letters_by_reason'] or ''}")
+          f"{splits}, dead letters {rows['dead_letter']} {manifest['dead_letters_by_reason'] or ''}"
+          + "".join(f", {kind} {n}" for kind, n in handled.items() if n))
     return manifest
 
 
@@ -69,39 +89,39 @@ def cmd_train(args, config: Config) -> dict:
 
 
 def cmd_evaluate(args, config: Config) -> dict:
-    from recsys.evaluation.evaluate import evaluate, summary_text
+    from recsys.evaluation.evaluate import evaluate, report_dir, summary_text
     from recsys.training import load_trained_ranker
 
+    split = args.split
+    if split not in config.split_names:
+        raise RecsysError(f"--split {split}: this config has no {split} split "
+                          "(give input.test, or split.test_fraction for one input)")
     if getattr(args, "beam", False):
-        return _evaluate_with_beam(args, config)
-    report = evaluate(config, load_trained_ranker(config))
+        return _evaluate_with_beam(args, config, split)
+    report = evaluate(config, load_trained_ranker(config), split, config_file=args.config)
+    print(f"{split} split:")
     print(summary_text(report), end="")
-    print(f"report: {Artifacts.of(config).evaluation_dir / 'report.html'}")
+    print(f"report: {report_dir(config, split) / 'report.html'}")
     return report
 
 
 def _sample_rows(config: Config, count: int) -> list[dict]:
-    """The first `count` valid rows of the configured input (invalid ones skipped)."""
+    """The first `count` valid training rows of the configured input."""
     from pipelines.sources import read_sample_rows
-    from pipelines.validation import RowError, RowValidator
 
-    validate, rows = RowValidator(config), []
-    for raw in read_sample_rows(config, count * 4):
-        try:
-            rows.append(validate(raw))
-        except RowError:
-            continue
-    return rows[:count]
+    return read_sample_rows(config, count)
 
 
-def _evaluate_with_beam(args, config: Config) -> dict:
+def _evaluate_with_beam(args, config: Config, split: str) -> dict:
+    from pipelines.preprocess import ReadSplitRows
     from recsys.evaluation.beam_evaluation import run_beam_evaluation
     from serving.scoring import latest_version
 
     version_dir = args.model_dir or latest_version(config.served_model_dir)
-    report = run_beam_evaluation(config, version_dir, config.model_dir / "evaluation_beam", args.beam_args)
-    print(f"evaluated {version_dir} on {report['rows']} eval rows with Beam in {report['seconds']}s; "
-          f"report in {config.model_dir / 'evaluation_beam'}")
+    output_dir = config.model_dir / ("evaluation_beam" if split == "eval" else f"evaluation_beam_{split}")
+    report = run_beam_evaluation(config, version_dir, output_dir, ReadSplitRows(config, split), args.beam_args)
+    print(f"evaluated {version_dir} on {report['rows']} {split} rows with Beam in {report['seconds']}s; "
+          f"report in {output_dir}")
     for name, found in report["tasks"].items():
         shown = ", ".join(f"{k} {v:.4f}" for k, v in found.items() if isinstance(v, float))
         print(f"  {name:<8} {shown}")
@@ -113,10 +133,10 @@ def _eval_examples(config: Config) -> tuple[list[dict], list[bytes]]:
     from features.examples import to_examples
     from pipelines.eval_rows import read_eval_rows
 
-    rows, invalid = read_eval_rows(config)
+    rows = read_eval_rows(config)
     if not rows:
-        raise RecsysError(f"no valid eval-split rows in {config.input.path}")
-    _LOG.info("%d eval rows (%d invalid skipped); serializing", len(rows), invalid)
+        raise RecsysError(f"no valid eval-split rows in {config.input.patterns}")
+    _LOG.info("%d eval rows; serializing", len(rows))
     return rows, to_examples(config, rows)
 
 
@@ -128,8 +148,7 @@ def _scorer(config: Config, path: str):
     - a training model directory (weights/) or a checkpoint (epoch-003, beside epoch-003.index)
       of a model built like --config's.
     """
-    from pathlib import Path
-
+    from features.config import MODEL_CONFIG_FILE
     from features.schema import serving_feature_spec
     from recsys.evaluation.compare import RankerOnRawExamples
     from recsys.models.ranker import build_ranker
@@ -140,6 +159,8 @@ def _scorer(config: Config, path: str):
         return ExportedModel(path).score
     if where.suffix in (".yaml", ".yml") and where.is_file():
         config, weights = load_config(where), None
+    elif (where / "weights").is_dir() and (where / MODEL_CONFIG_FILE).exists():
+        config, weights = load_config(where / MODEL_CONFIG_FILE), None  # the model describes itself
     elif (where / "weights").is_dir():
         weights = Artifacts(config.artifacts, where).weights_path
     elif Path(f"{path}.index").exists():
@@ -222,11 +243,12 @@ def cmd_score(args, config: Config):
     print(f"scored {len(rows)} raw rows with {model.version_dir}")
     truth = config.evaluation.truth
     header = "".join(f"{name:>10}" for name in scores) + "".join(f"{'true_' + n:>12}" for n in truth)
-    print(f"{config.split.key:<16}{header}")
+    key = config.split.key  # identifies a row where the config has one; else its position in the input
+    print(f"{key or 'row':<16}{header}")
     for i, row in enumerate(rows):
         values = "".join(f"{scores[name][i]:>10.4f}" for name in scores)
         values += "".join(f"{row[column]:>12.4f}" for column in truth.values() if column in row)
-        print(f"{str(row[config.split.key]):<16}{values}")
+        print(f"{str(row[key] if key else i):<16}{values}")
     return scores
 
 
@@ -277,7 +299,58 @@ def cmd_run(args, config: Config):
     for name, step in steps + [("export", cmd_export), ("score", cmd_score)]:
         print(f"\n== {name} ==", flush=True)
         step(args, config)
+    if "test" in config.split_names:  # read once, at the end; blessing and early stopping used eval only
+        print("\n== test ==", flush=True)
+        cmd_evaluate(argparse.Namespace(**{**vars(args), "split": "test", "beam": False}), config)
     print(f"\nquick start finished in {time.monotonic() - started:.0f}s; artifacts in {config.artifacts}")
+
+
+def cmd_predict(args, config: Config) -> dict:
+    """Raw files → every output's score (plus kept columns) with an exported version, published atomically."""
+    import functools
+
+    from pipelines.prediction.input import prediction_job
+    from pipelines.prediction.job import run_prediction
+    from serving.scoring import latest_version
+
+    version_dir = str(args.model_dir or latest_version(config.served_model_dir))
+    keep = [name.strip() for name in (args.keep or "").split(",") if name.strip()]
+    job = prediction_job(config, args.input, keep, args.format, args.shard_rows)
+    if args.engine == "beam":
+        from pipelines.prediction.beam_job import predict_with_beam
+        from serving.batch_inference import SavedModelHandler
+
+        handler = SavedModelHandler(job.config, version_dir)
+        engine = functools.partial(predict_with_beam, job, handler, beam_args=args.beam_args)
+    else:
+        from pipelines.prediction.inprocess import predict_in_process
+        from serving.scoring import ExportedModel
+
+        engine = functools.partial(predict_in_process, job, ExportedModel(version_dir))
+    found = run_prediction(args.output, engine, args.overwrite, model=version_dir, input=args.input,
+                           files=len(job.files), format=args.format, kept=list(job.keep))
+    print(f"predicted {found['rows_in']} rows with {version_dir} ({found['engine']}) in {found['seconds']}s "
+          f"({found['rows_per_second']} rows/s): scored {found['scored']}, dead letters {found['dead_letters']} "
+          f"{found['dead_letters_by_reason'] or ''}; output in {args.output}")
+    return found
+
+
+def _add_predict_command(commands):
+    predict = commands.add_parser("predict", help="score raw files with an exported version (batch inference)")
+    predict.add_argument("--config", required=True, help="YAML config file (its input dialect and model)")
+    predict.add_argument("--artifacts", help="override the config's artifacts_dir")
+    predict.add_argument("--model-dir", help="exported version to score with (default: the latest)")
+    predict.add_argument("--input", required=True, help="file or glob, in the config's input layout")
+    predict.add_argument("--output", required=True, help="directory to publish (atomically)")
+    predict.add_argument("--format", default="parquet", choices=("parquet", "csv", "tfrecord"))
+    predict.add_argument("--keep", help="comma-separated input columns written next to the scores (ids, labels)")
+    predict.add_argument("--engine", default="inprocess", choices=("inprocess", "beam"),
+                         help="inprocess: Arrow batches in this process; beam: RunInference on any runner")
+    predict.add_argument("--shard-rows", type=int, default=1_000_000, help="valid rows per output shard")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    predict.add_argument("beam_args", nargs=argparse.REMAINDER,
+                         help="after '--': Beam pipeline options (--engine beam), e.g. -- --runner=DataflowRunner")
+    predict.set_defaults(handler=cmd_predict, needs_config=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -309,6 +382,7 @@ def _parser() -> argparse.ArgumentParser:
     serving_config.add_argument("--model-base-path", default="/models",
                                 help="where the models are as TF Serving sees them (default: the container's)")
     serving_config.set_defaults(handler=cmd_serving_config, needs_config=True)
+    _add_predict_command(commands)
     for name, handler, help_text in (
             ("preprocess", cmd_preprocess, "validate, split and transform raw logs (Beam + tf.Transform)"),
             ("train", cmd_train, "train the configured ranker"),
@@ -327,10 +401,30 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--models", nargs="+", help="compare: exported versions, config files, model "
                              "directories or checkpoints; the first is the baseline")
         command.add_argument("--beam", action="store_true", help="evaluate: the exported model as a Beam job")
+        command.add_argument("--split", default="eval", choices=("eval", "test"),
+                             help="evaluate: the split to report on (test: the held-out split, read once at the end)")
         command.add_argument("beam_args", nargs=argparse.REMAINDER,
                              help="after '--': Beam pipeline options, e.g. -- --runner=DataflowRunner")
         command.set_defaults(handler=handler, needs_config=True)
+    datasets = commands.add_parser("datasets", help="public benchmark datasets: input files and a ready config")
+    datasets_commands = datasets.add_subparsers(dest="datasets_command", required=True)
+    prepare = datasets_commands.add_parser(
+        "prepare", help="turn a downloaded benchmark (census-income, ali-ccp, aliexpress) into input + config")
+    prepare.add_argument("name", help="census-income, ali-ccp or aliexpress")
+    prepare.add_argument("--source", required=True, help="directory holding the files as published")
+    prepare.add_argument("--out", required=True, help="directory for the split files and <name>.yaml")
+    prepare.add_argument("--seed", type=int, help="census-income: seed halving the official test (default 2018)")
+    prepare.add_argument("--country", help="aliexpress: NL, ES, FR, US or RU when --source holds AliExpress_XX/")
+    prepare.set_defaults(handler=cmd_datasets_prepare, needs_config=False)
     return parser
+
+
+def cmd_datasets_prepare(args) -> dict:
+    from pipelines.recipes import prepare
+
+    result = prepare(args.name, args.source, args.out, seed=args.seed, country=args.country)
+    print(f"next: recsys run --config {result['config']}")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from features.artifacts import Artifacts
-from features.config import Config
+from features.config import Config, write_model_config
 from features.errors import RecsysError
 from recsys.atomic_files import replace_directory, staging_directory, write_atomically
 from recsys.backup import EpochLog, past_epochs, remove_backup, resumed_epoch
@@ -223,7 +223,7 @@ def train(config: Config, verbose: bool = True) -> dict:
     strategy = make_strategy(training.distribution)  # before any other TensorFlow work
     _check_strategy(config, strategy)
     artifacts = Artifacts.of(config)
-    manifest = artifacts.manifest()
+    manifest = artifacts.trainable_manifest()
     tf.keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     first_epoch = resumed_epoch(_backup_dir(artifacts))
@@ -282,6 +282,7 @@ def train(config: Config, verbose: bool = True) -> dict:
         summary["learned_task_weights"] = ranker.learned_task_weights()
     if chief:
         write_atomically(artifacts.model_dir / "training.json", json.dumps(summary, indent=2) + "\n")
+        write_model_config(config, artifacts.model_dir)
         remove_backup(_backup_dir(artifacts))
     _LOG.info("trained %d epochs in %.1fs (%.0f examples/s); published epoch %d: %s", epochs_run, seconds,
               summary["train_examples_per_second"], published_epoch + 1, reason)

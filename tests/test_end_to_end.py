@@ -32,6 +32,7 @@ BAD_ROWS = [
     ("bad_funnel", "conversion", "1", "label_outside_sample_space"),  # with click = 0
 ]
 SHORT_LINE = "bad_short_line,1700000000,u1"
+TEST_FRACTION = 0.1  # a held-out test split hashed out too, reported once at the end
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,7 @@ def _write_config(workdir, raw_csv, name: str, edit=lambda raw: None):
     raw["input"]["path"] = str(raw_csv)
     raw["artifacts_dir"] = str(workdir / "artifacts")
     raw["training"].update(model_dir=str(workdir / "models" / name), epochs=6)
+    raw["split"]["test_fraction"] = TEST_FRACTION
     raw["export"]["base_path"] = str(workdir / "serving")
     edit(raw)
     path = workdir / f"{name}.yaml"
@@ -92,9 +94,9 @@ def esmm_report(esmm_config_path, manifest):
 def test_manifest_counts_add_up(manifest):
     rows = manifest["rows"]
     assert rows["read"] == ROWS + len(BAD_ROWS) + 1
-    assert rows["train"] + rows["eval"] == ROWS
+    assert rows["train"] + rows["eval"] + rows["test"] == ROWS
     assert rows["dead_letter"] == sum(manifest["dead_letters_by_reason"].values()) == len(BAD_ROWS) + 1
-    assert 0.17 < rows["eval"] / ROWS < 0.23
+    assert 0.17 < rows["eval"] / ROWS < 0.23 and 0.08 < rows["test"] / ROWS < 0.12
     assert manifest["vocabulary_sizes"]["item_id"] > 50
 
 
@@ -122,6 +124,25 @@ def test_the_ranker_beats_the_popularity_baseline(esmm_report):
     assert esmm_report["tasks"]["ctr"]["gauc"]["groups"] > 100
 
 
+def test_the_held_out_test_split_is_reported_apart_from_eval(esmm_config_path, manifest, esmm_report):
+    assert main(["evaluate", "--config", str(esmm_config_path), "--split", "test"]) == 0
+    directory = Artifacts.of(load_config(esmm_config_path)).evaluation_dir
+    test = json.loads((directory / "test" / "evaluation.json").read_text())
+    assert test["split"] == "test" and test["rows"] == manifest["rows"]["test"]
+    about = test["about"]  # the report says what it describes
+    assert about["config_file"] == str(esmm_config_path.resolve()) and about["trained_at"]
+    assert about["data"]["rows"] == {s: manifest["rows"][s] for s in ("train", "eval", "test")}
+    assert about["model"].endswith("esmm") and about["code_version"]
+    page = (directory / "test" / "report.html").read_text()
+    assert about["trained_at"] in page and f"test {manifest['rows']['test']:,}" in page
+    model_dir = load_config(esmm_config_path).model_dir  # the model directory alone is enough
+    assert main(["evaluate", "--config", str(model_dir), "--split", "test"]) == 0
+    again = json.loads((directory / "test" / "evaluation.json").read_text())
+    assert again["tasks"]["ctr"]["auc"] == test["tasks"]["ctr"]["auc"]
+    assert test["tasks"]["ctr"]["auc"] > test["baselines"]["item_popularity"]["ctr_auc"] + 0.03
+    assert json.loads((directory / "evaluation.json").read_text())["split"] == "eval"  # blessing reads eval
+
+
 def _served_and_in_memory(config, ranker, version_dir, rows: int = 300):
     """Scores of the same eval rows: raw tf.Examples through the SavedModel, and the Beam-transformed
     rows through the in-memory ranker (matched by their true CTR, unique per row)."""
@@ -138,7 +159,7 @@ def _served_and_in_memory(config, ranker, version_dir, rows: int = 300):
     validate = RowValidator(config)
     with open(config.input.path) as handle:
         raw_rows = [validate(row) for row in csv.DictReader(handle)
-                    if row["impression_id"].startswith("imp") and split_of(row["impression_id"], 0.2) == EVAL]
+                    if row["impression_id"].startswith("imp") and split_of(row["impression_id"], 0.2, TEST_FRACTION) == EVAL]
     position = {np.float32(value): i for i, value in enumerate(columns["true_ctr"])}
     sample = [row for row in raw_rows if np.float32(row["true_ctr"]) in position][:rows]
     served = ExportedModel(version_dir).score([to_example(config, row) for row in sample])

@@ -13,21 +13,23 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import tensorflow as tf
 
 from features.artifacts import Artifacts
 from features.config import Config
 from pipelines.columnar.analysis import TrainAnalyzers
-from pipelines.columnar.reader import iter_csv_batches
+from pipelines.columnar.reader import MalformedLine, iter_csv_batches, iter_parquet_batches
 from pipelines.columnar.transform import BatchTransformer, write_transform_fn
 from pipelines.columnar.validation import ColumnarValidator, malformed_letter
 from pipelines.sharded_tfrecords import shard_path
-from pipelines.split import EVAL, SPLITS, TRAIN, split_of
-from pipelines.sources import InputError
+from pipelines.input_files import InputError, InputSource
+from pipelines.split import TRAIN, split_of
+from pipelines.split_counts import DEAD_LETTER, DROPPED, REPAIRED, LabelCounter
+from pipelines.validation import OUTSIDE_SAMPLE_SPACE
 
-DEAD_LETTER = "dead_letter"  # the Beam job's name for it, in counts and paths
+COLUMNAR_FORMATS = ("csv", "parquet")  # slot rows and tf.Examples are parsed per record: the Beam engine's job
 _LOG = logging.getLogger(__name__)
 
 
@@ -67,48 +69,60 @@ class ShardedTFRecordWriter:
             writer.close()
 
 
-def _split_rows(table: pa.Table, keys: list, eval_fraction: float) -> dict[str, pa.Table]:
-    is_eval = pa.array([split_of(key, eval_fraction) == EVAL for key in keys], pa.bool_())
-    return {TRAIN: table.filter(pc.invert(is_eval)), EVAL: table.filter(is_eval)}
+def _split_rows(table: pa.Table, keys: list, config: Config) -> dict[str, pa.Table]:
+    assigned = np.array([split_of(key, config.split.eval_fraction, config.split.test_fraction) for key in keys])
+    return {split: table.filter(pa.array(assigned == split)) for split in config.split_names}
 
 
-def _analyse_and_spill(config: Config, header: list[str], spill_dir: Path, dead_letter_dir: Path):
-    """Pass 1. Returns the analyzers, row counts per split and dead-letter counts per reason."""
-    validator, analyzers = ColumnarValidator(config), TrainAnalyzers(config)
-    rows, reasons, malformed = Counter(), Counter(), []
+def _batches(config: Config, source: InputSource, header: list[str] | None, malformed: list[MalformedLine]):
+    if config.input_format == "parquet":
+        return iter_parquet_batches(config, source.files)
+    return iter_csv_batches(config, source.files, header, malformed)
+
+
+def _analyse_and_spill(config: Config, sources: list[InputSource], header: list[str] | None, spill_dir: Path,
+                       dead_letter_dir: Path):
+    """Pass 1. Returns the analyzers and the counts (the Beam job's keys: rows per split and file, reasons...)."""
+    validator, analyzers, labels = ColumnarValidator(config), TrainAnalyzers(config), LabelCounter(config)
+    counts, malformed = Counter(), []
     spills, progress = {}, _Progress("validate + analyse")
     dead_letter_dir.mkdir(parents=True, exist_ok=True)
     with open(dead_letter_dir / "part-00000-of-00001.jsonl", "w") as letters_out:
         def write_letters(letters):
             for letter in letters:
-                reasons[letter["reason"]] += 1
+                counts[f"{DEAD_LETTER}/{letter['reason']}"] += 1
                 letters_out.write(json.dumps(letter, sort_keys=True) + "\n")
 
-        for batch in iter_csv_batches(config, header, malformed):
-            valid, letters = validator(batch)
-            write_letters(letters)
-            write_letters([malformed_letter(line) for line in malformed])
-            malformed.clear()
-            for split, table in _split_rows(valid.table, valid.keys, config.split.eval_fraction).items():
-                rows[split] += table.num_rows
-                if split not in spills:
-                    spills[split] = pa.ipc.new_file(str(spill_dir / f"{split}.arrow"), table.schema)
-                spills[split].write_table(table)
-                if split == TRAIN:
-                    analyzers.update(table)
-            progress.add(batch.num_rows)
-        write_letters([malformed_letter(line) for line in malformed])
+        for source in sources:
+            for path, batch in _batches(config, source, header, malformed):
+                valid = validator(batch, path)
+                write_letters(valid.dead_letters)
+                write_letters([malformed_letter(line, config.input.delimiter, path) for line in malformed])
+                malformed.clear()
+                counts[f"{DROPPED}/{OUTSIDE_SAMPLE_SPACE}"] += valid.dropped
+                counts[REPAIRED] += valid.repaired
+                tables = ({source.split: valid.table} if source.split
+                          else _split_rows(valid.table, valid.keys, config))
+                for split, table in tables.items():
+                    counts[split] += table.num_rows
+                    counts[f"files/{split}/{path}"] += table.num_rows
+                    labels.add_columns(counts, split, {name: table.column(name).to_numpy()
+                                                       for name in config.label_columns})
+                    if split not in spills:
+                        spills[split] = pa.ipc.new_file(str(spill_dir / f"{split}.arrow"), table.schema)
+                    spills[split].write_table(table)
+                    if split == TRAIN:
+                        analyzers.update(table)
+                progress.add(batch.num_rows)
     for spill in spills.values():
         spill.close()
-    if not spills:
-        raise InputError(f"input.path: '{config.input.path}' has a header but no rows")
-    return analyzers, rows, reasons
+    return analyzers, counts
 
 
 def _transform_and_write(config: Config, output_dir: Path, spill_dir: Path):
     """Pass 2: spilled rows → transform_fn → tf.Examples → gzip shards, per split."""
     transformer = BatchTransformer(str(output_dir))
-    for split in SPLITS:
+    for split in config.split_names:
         writer = ShardedTFRecordWriter(Artifacts(output_dir).split_dir(split), config.pipeline.num_shards)
         progress = _Progress(f"transform + write {split}")
         path = spill_dir / f"{split}.arrow"
@@ -122,24 +136,23 @@ def _transform_and_write(config: Config, output_dir: Path, spill_dir: Path):
         writer.close()
 
 
-def _write_counts(output_dir: Path, rows: Counter, reasons: Counter):
+def _write_counts(output_dir: Path, counts: Counter):
     """stats/counts.jsonl in the Beam job's format, so the manifest is built the same way."""
     stats = output_dir / "stats"
     stats.mkdir(parents=True, exist_ok=True)
-    lines = [[split, rows[split]] for split in SPLITS] + [
-        [f"{DEAD_LETTER}/{reason}", n] for reason, n in sorted(reasons.items())]
-    (stats / "counts.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (stats / "counts.jsonl").write_text("".join(json.dumps([key, n]) + "\n" for key, n in sorted(counts.items()) if n))
 
 
-def run_columnar(config: Config, header: list[str], output_dir: Path, temp_dir: str) -> dict[str, float]:
+def run_columnar(config: Config, sources: list[InputSource], header: list[str] | None, output_dir: Path,
+                 temp_dir: str) -> dict[str, float]:
     """Runs both passes; returns the seconds each stage took (for the benchmark and the log)."""
-    if config.input_format != "csv":
-        raise InputError(f"input.format: the columnar engine reads CSV; '{config.input.path}' is "
-                         f"{config.input_format}, use pipeline.engine: beam")
+    if config.input_format not in COLUMNAR_FORMATS:
+        raise InputError(f"input.format: the columnar engine reads {' and '.join(COLUMNAR_FORMATS)}; "
+                         f"'{config.input.first_pattern}' is {config.input_format}, use pipeline.engine: beam")
     spill_dir = Path(temp_dir) / "spill"
     spill_dir.mkdir(parents=True, exist_ok=True)
     seconds, started = {}, time.monotonic()
-    analyzers, rows, reasons = _analyse_and_spill(config, header, spill_dir, Artifacts(output_dir).dead_letter_dir)
+    analyzers, counts = _analyse_and_spill(config, sources, header, spill_dir, Artifacts(output_dir).dead_letter_dir)
     seconds["validate_analyse"] = time.monotonic() - started
     started = time.monotonic()
     results = analyzers.results(Path(temp_dir) / "vocabularies")
@@ -148,7 +161,7 @@ def run_columnar(config: Config, header: list[str], output_dir: Path, temp_dir: 
     started = time.monotonic()
     _transform_and_write(config, output_dir, spill_dir)
     seconds["transform_write"] = time.monotonic() - started
-    _write_counts(output_dir, rows, reasons)
-    _LOG.info("columnar engine: %d train, %d eval, %d dead letters; seconds per stage %s",
-              rows[TRAIN], rows[EVAL], sum(reasons.values()), {k: round(v, 2) for k, v in seconds.items()})
+    _write_counts(output_dir, counts)
+    _LOG.info("columnar engine: %s; seconds per stage %s",
+              {split: counts[split] for split in config.split_names}, {k: round(v, 2) for k, v in seconds.items()})
     return seconds

@@ -1,8 +1,14 @@
-"""Streams the raw input as Arrow record batches, keeping lines pyarrow cannot type.
+"""Streams a source's files as Arrow record batches, keeping lines pyarrow cannot type.
 
-Every column is read as text so validation sees exactly what the Beam path's
-`parse_csv_line` sees; a line with the wrong number of fields is not an error
-for the reader, it is handed back (with its text) to become a dead letter.
+CSV: every column is read as text in the config's dialect (delimiter, quoting,
+header or given names), then trimmed and nulled as `row_formats.TextCleaner`
+does, so validation sees exactly what the Beam path's parser sees; a line with
+the wrong number of fields is not an error for the reader, it is handed back
+(with its text) to become a dead letter.
+
+Parquet: `pyarrow.dataset` streams row groups with their own types (numbers,
+strings, lists); only the columns the config declares are read, and never the
+whole file at once.
 """
 from __future__ import annotations
 
@@ -10,13 +16,14 @@ import dataclasses
 from typing import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from apache_beam.io.filesystems import FileSystems
-
+import pyarrow.dataset as pads
 from features.config import Config
-from pipelines.sources import InputError, _matched_files
+from pipelines.input_files import open_input
 
 BLOCK_BYTES = 8 << 20  # ~50k rows of a 40-column log per batch: big enough to amortise per-batch costs
+PARQUET_BATCH_ROWS = 65_536
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,34 +35,55 @@ class MalformedLine:
     expected: int
 
 
-def _open(path: str):
-    """A local file goes through Arrow's own (C++) decompression; other filesystems through Beam's."""
-    if "://" in path and not path.startswith("file://"):
-        return FileSystems.open(path)
-    return pa.input_stream(path.removeprefix("file://"), compression="detect")
+def _cleaned(config: Config, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The dialect's clean-up on every text column: trim blanks, then null texts become ''."""
+    source = config.input
+    if not source.strip and not source.null_values:
+        return batch
+    nulls = pa.array(source.null_values, pa.string())
+    columns = []
+    for column in batch.columns:
+        if source.strip:
+            column = pc.utf8_trim_whitespace(column)
+        if source.null_values:
+            column = pc.if_else(pc.is_in(column, value_set=nulls), "", column)
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
-def iter_csv_batches(config: Config, header: list[str], malformed: list[MalformedLine],
-                     block_bytes: int = BLOCK_BYTES) -> Iterator[pa.RecordBatch]:
-    """Record batches of text columns named by `header`, over every file the input matches.
+def iter_csv_batches(config: Config, files: tuple[str, ...], header: list[str], malformed: list[MalformedLine],
+                     block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """(file, record batch of text columns named by `header`) over `files`.
 
     Lines with the wrong field count are appended to `malformed` as they are met.
     Blank lines are kept as rows of empty fields (so they are rejected, never
     dropped silently); the Beam path rejects them as `wrong_column_count`
     instead, the one place the two engines give a different reason.
+    Headers were checked against each other before the job (`input_sources`).
     """
     def keep_malformed(row) -> str:
         malformed.append(MalformedLine(row.text, row.actual_columns, row.expected_columns))
         return "skip"
 
-    read = pacsv.ReadOptions(block_size=block_bytes, use_threads=True)
-    parse = pacsv.ParseOptions(invalid_row_handler=keep_malformed, ignore_empty_lines=False)
+    source = config.input
+    read = pacsv.ReadOptions(block_size=block_bytes, use_threads=True, column_names=header,
+                             skip_rows=1 if source.header else 0)
+    parse = pacsv.ParseOptions(delimiter=source.delimiter, quote_char=source.quote_char or False,
+                               invalid_row_handler=keep_malformed, ignore_empty_lines=False)
     convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in header},
                                    strings_can_be_null=False, quoted_strings_can_be_null=False)
-    for path in _matched_files(config.input.path):
-        with _open(path) as stream:
-            reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
-            if reader.schema.names != header:
-                raise InputError(f"input '{path}': header {reader.schema.names} differs from the first "
-                                 f"file's {header}; every file of input.path must have the same columns")
-            yield from reader
+    for path in files:
+        with open_input(path, arrow=True) as stream:
+            for batch in pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert):
+                yield path, _cleaned(config, batch)
+
+
+def iter_parquet_batches(config: Config, files: tuple[str, ...],
+                         batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """(file, record batch of the declared columns the file has, typed as stored), row group by row group."""
+    declared = [c.name for c in config.columns]
+    for path in files:
+        dataset = pads.dataset(path, format="parquet")
+        present = [name for name in declared if name in dataset.schema.names]
+        for batch in dataset.to_batches(columns=present, batch_size=batch_rows, use_threads=True):
+            yield path, batch

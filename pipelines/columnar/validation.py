@@ -14,25 +14,19 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.config import Column, Config
-from features.schema import transform_input_columns
 from pipelines.columnar.reader import MalformedLine
-from pipelines.validation import WRONG_COLUMN_COUNT, DeadLetter, RowError, RowValidator
+from pipelines.row_formats import wrong_count_message
+from pipelines.split_counts import dead_letter_json
+from pipelines.validation import WRONG_COLUMN_COUNT, RowError, RowValidator, label_checks, validated_columns
 
 _DECIMAL = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
-
-
-@dataclasses.dataclass
-class ValidBatch:
-    """Typed columns of the rows that passed (only the columns the transform reads)."""
-
-    table: pa.Table
-    keys: list  # the split key of each valid row, typed as the reference types it
 
 
 def _parse_numbers(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +72,58 @@ def _string_list(column: Column, text: pa.Array, missing: np.ndarray):
     return pa.ListArray.from_arrays(pa.array(offsets), items), bad
 
 
-def _typed_column(column: Column, text: pa.Array):
-    """(typed array, bad-row mask) for one text column, applying the column's default."""
+def _as_text(column: Column, values: pa.Array) -> pa.Array:
+    """A typed (Parquet) column as the text the reference would read from it; null is missing ('').
+
+    Numbers for a numeric column print in Arrow's shortest round-trip form, which
+    parses back to the same float64; anything else goes through Python's `str`,
+    as the reference's `parse_value` does (Arrow would print 1.0 as '1').
+    """
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        text = values.cast(pa.string())  # pandas writes large_string; the transform reads string
+    elif column.type in ("int", "float") and (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        text = pc.cast(values.cast(pa.float64()) if pa.types.is_floating(values.type) else values, pa.string())
+    else:
+        text = pa.array([None if v is None else str(v) for v in values.to_pylist()], pa.string())
+    return pc.fill_null(text, "")
+
+
+def _typed_list(column: Column, values: pa.Array):
+    """(list array, bad-row mask) for a list-typed (Parquet) column: null is an empty list."""
+    missing = values.is_null().to_numpy(zero_copy_only=False)
+    values = pc.fill_null(values, pa.scalar([], values.type))
+    items = pc.cast(pc.list_flatten(values), pa.string())
+    parents = pc.list_parent_indices(values).to_numpy()
+    counts = np.bincount(parents, minlength=len(values))
+    blank = pc.equal(pc.utf8_trim_whitespace(items), "").to_numpy(zero_copy_only=False)
+    bad = (np.bincount(parents[blank], minlength=len(values)) > 0) | (counts > column.max_items)
+    if column.required:
+        bad |= missing
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), items), bad
+
+
+def _typed_numbers(column: Column, values: pa.Array):
+    """(typed array, bad-row mask) for a numeric column stored as numbers (Parquet): no text round trip."""
+    missing = values.is_null().to_numpy(zero_copy_only=False)
+    if column.type == "int" and pa.types.is_integer(values.type) and not missing.any():
+        return values.cast(pa.int64()), np.zeros(len(values), bool)
+    numbers = pc.cast(values, pa.float64()).fill_null(float(column.default or 0)).to_numpy(zero_copy_only=False)
+    bad = (missing & column.required) | ~np.isfinite(numbers)
+    if column.type == "int":
+        whole = np.where(bad, 0.0, numbers)
+        bad |= np.floor(whole) != whole
+        return pa.array(np.where(bad, 0, whole).astype(np.int64)), bad
+    return pa.array(np.where(bad, 0.0, numbers)), bad
+
+
+def _typed_column(column: Column, values: pa.Array):
+    """(typed array, bad-row mask) for one column (text, or typed from Parquet), applying its default."""
+    if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        return _typed_list(column, values)
+    if column.type in ("int", "float") and (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        return _typed_numbers(column, values)
+    text = _as_text(column, values)
     missing = pc.equal(pc.utf8_trim_whitespace(text), "").to_numpy(zero_copy_only=False)
     bad = missing.copy() if column.required else np.zeros(len(text), bool)
     if column.type in ("int", "float"):
@@ -103,28 +147,39 @@ def _text(batch: pa.RecordBatch, name: str) -> pa.Array:
     return pa.array([""] * batch.num_rows, pa.string())
 
 
-def _csv_line(values: list[str]) -> str:
+def _csv_line(values: list[str], delimiter: str) -> str:
     out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow(values)
+    csv.writer(out, delimiter=delimiter, lineterminator="").writerow(values)
     return out.getvalue()
 
 
+@dataclasses.dataclass
+class ValidBatch:
+    """Typed columns of the rows that passed (only the columns the transform reads), and what else happened."""
+
+    table: pa.Table
+    keys: list  # the split key of each valid row, as the reference's `row_split_key` gives it ([]: not splitting)
+    dead_letters: list[dict]
+    dropped: int  # sample-space violations under policy 'drop'
+    repaired: int  # sample-space violations cleared under policy 'repair'
+    valid: pa.Array  # which of the batch's rows are in `table` (a boolean mask)
+
+
 class ColumnarValidator:
-    """Validates record batches of text columns against the config, like `RowValidator` does rows."""
+    """Validates record batches against the config, like `RowValidator` does rows."""
 
-    def __init__(self, config: Config):
-        self._reference = RowValidator(config)
-        self._keep = transform_input_columns(config)
-        checked = list(self._keep)
-        if config.split.key not in checked:
-            checked.append(config.split.key)
-        self._columns = [config.column(name) for name in checked]
+    def __init__(self, config: Config, columns: list[str] | None = None):
+        """`columns` narrows validation as `RowValidator`'s does; then no split keys are computed."""
+        self._reference = RowValidator(config, columns)
+        self._keep = columns or config.transform_input_columns
+        self._columns = [config.column(name) for name in (columns or validated_columns(config))]
         self._split_key = config.split.key
-        self._binary_labels = [t.label for t in config.tasks if t.type == "binary"]
-        self._funnel = [(t.label, config.task(t.sample_space).label)
-                        for t in config.tasks if t.sample_space and t.type == "binary"]
+        self._splits = columns is None
+        self._binary_labels, self._funnel = label_checks(config, [column.name for column in self._columns])
+        self._policy = config.pipeline.sample_space_violations
+        self._delimiter = config.input.delimiter
 
-    def __call__(self, batch: pa.RecordBatch) -> tuple[ValidBatch, list[dict]]:
+    def __call__(self, batch: pa.RecordBatch, path: str) -> ValidBatch:
         """The batch's valid rows, typed, and the dead letters (JSON dicts) of the others."""
         typed, bad = {}, np.zeros(batch.num_rows, bool)
         for column in self._columns:
@@ -132,25 +187,42 @@ class ColumnarValidator:
             bad |= column_bad
         for label in self._binary_labels:
             bad |= ~np.isin(typed[label].to_numpy(), (0, 1))
+        outside = np.zeros(batch.num_rows, bool)
         for label, space_label in self._funnel:
-            bad |= (typed[label].to_numpy() != 0) & (typed[space_label].to_numpy() == 0)
-        letters = [self._dead_letter(batch, index) for index in np.flatnonzero(bad)]
-        good = pa.array(~bad)
+            outside |= (typed[label].to_numpy() != 0) & (typed[space_label].to_numpy() == 0)
+        if self._policy == "reject":
+            bad |= outside
+        outside &= ~bad
+        if self._policy == "repair" and outside.any():
+            for label, space_label in self._funnel:
+                clear = outside & (typed[space_label].to_numpy() == 0)
+                typed[label] = pa.array(np.where(clear, 0, typed[label].to_numpy()))
+        letters = [self._dead_letter(batch, index, path) for index in np.flatnonzero(bad)]
+        keep = ~bad & ~outside if self._policy == "drop" else ~bad
+        good = pa.array(keep)
         table = pa.table({name: _as_float32(typed[name]) for name in self._keep}).filter(good)
-        keys = typed[self._split_key].filter(good).to_pylist()
-        return ValidBatch(table, keys), letters
+        return ValidBatch(table, self._keys(typed, good) if self._splits else [], letters,
+                          dropped=int(outside.sum()) if self._policy == "drop" else 0,
+                          repaired=int(outside.sum()) if self._policy == "repair" else 0, valid=good)
 
-    def _dead_letter(self, batch: pa.RecordBatch, index: int) -> dict:
+    def _keys(self, typed: dict, good: pa.Array) -> list:
+        if self._split_key:
+            return typed[self._split_key].filter(good).to_pylist()
+        columns = [typed[column.name].filter(good).to_pylist() for column in self._columns]
+        return [json.dumps(list(values), ensure_ascii=False, separators=(",", ":")) for values in zip(*columns)]
+
+    def _dead_letter(self, batch: pa.RecordBatch, index: int, path: str) -> dict:
         fields = {name: batch.column(name)[index].as_py() for name in batch.schema.names}
         try:
             self._reference(fields)
         except RowError as err:
-            return DeadLetter(err.reason, err.field, err.message, _csv_line(list(fields.values()))).to_json_dict()
+            text = all(pa.types.is_string(t) for t in batch.schema.types)
+            row = _csv_line(list(fields.values()), self._delimiter) if text else fields
+            return dead_letter_json(err, row, path)
         raise AssertionError(f"columnar validation rejected a row the reference accepts: {fields}")
 
 
-def malformed_letter(line: MalformedLine) -> dict:
-    """The dead letter of a line with the wrong number of fields, worded as `parse_csv_line` words it."""
-    return DeadLetter(WRONG_COLUMN_COUNT, None,
-                      f"expected {line.expected} comma-separated values, got {line.fields}",
-                      line.text).to_json_dict()
+def malformed_letter(line: MalformedLine, delimiter: str, path: str) -> dict:
+    """The dead letter of a line with the wrong number of fields, worded as the Beam path words it."""
+    error = RowError(WRONG_COLUMN_COUNT, None, wrong_count_message(line.expected, line.fields, delimiter))
+    return dead_letter_json(error, line.text, path)

@@ -141,17 +141,14 @@ def _gauc(keyed):
                     "groups": len(used), "groups_skipped": len(per_user) - len(used)}
 
 
-def build_evaluation(pipeline, config: Config, version_dir: str, header: list[str] | None):
-    """Adds the evaluation to `pipeline`; returns (accumulators by (slice, output), GAUC by output)."""
-    from pipelines.preprocess import DEAD_LETTER, ValidateAndSplit
-    from pipelines.sources import ReadRawRows
-    from pipelines.split import EVAL, TRAIN
+def build_evaluation(pipeline, config: Config, version_dir: str, read_rows: beam.PTransform):
+    """Adds the evaluation to `pipeline`; returns (accumulators by (slice, output), GAUC by output).
 
-    rows = (pipeline
-            | "Read" >> ReadRawRows(config)
-            | "ValidateAndSplit" >> beam.ParDo(ValidateAndSplit(config, header)).with_outputs(
-                TRAIN, EVAL, DEAD_LETTER))
-    scored = (rows[EVAL]
+    `read_rows` yields the split's validated rows; the caller (the CLI) gives the
+    pipeline's own reader, so evaluation reads exactly what preprocessing split.
+    """
+    rows = pipeline | "ReadSplit" >> read_rows
+    scored = (rows
               | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=4096)
               | "Score" >> beam.ParDo(ScoreAndAccumulate(config, str(version_dir))).with_outputs(
                   ScoreAndAccumulate.GROUPS, main="accumulators"))
@@ -215,22 +212,19 @@ def _summary(found: dict) -> dict:
 
 
 def run_beam_evaluation(config: Config, version_dir: str | Path, output_dir: Path,
-                        beam_args: list[str] | None = None) -> dict:
+                        read_rows: beam.PTransform, beam_args: list[str] | None = None) -> dict:
     """Runs the job on any runner, writes evaluation.json under `output_dir` and returns the report.
 
     Workers write one JSON line per (slice, output) and per output's GAUC; only
     those small lines come back to this process.
     """
-    from pipelines.sources import input_columns
-
-    header = input_columns(config) if config.input_format == "csv" else None
     options = PipelineOptions([f"--runner={config.pipeline.runner}", *(beam_args or [])])
     output_dir.mkdir(parents=True, exist_ok=True)
     for stale in output_dir.glob("metrics*.jsonl"):
         stale.unlink()
     started = time.monotonic()
     with beam.Pipeline(options=options) as pipeline:
-        merged, gauc = build_evaluation(pipeline, config, str(version_dir), header)
+        merged, gauc = build_evaluation(pipeline, config, str(version_dir), read_rows)
         ((merged | "MetricLines" >> beam.Map(_metric_line(config)),
           gauc | "GaucLines" >> beam.MapTuple(lambda output, found: json.dumps({"output": output, "gauc": found})))
          | "AllLines" >> beam.Flatten()

@@ -212,21 +212,30 @@ def measure(config: Config, outputs: dict, columns: dict, artifacts: Artifacts, 
     return report
 
 
-def evaluate(config: Config, ranker: tf.keras.Model) -> dict:
-    """Scores the eval split and returns the report (also written as JSON, text and HTML)."""
+def report_dir(config: Config, split: str = "eval") -> Path:
+    """Where a split's report goes: the evaluation directory for eval (what blessing reads), a subfolder for test."""
+    directory = Artifacts.of(config).evaluation_dir
+    return directory if split == "eval" else directory / split
+
+
+def evaluate(config: Config, ranker: tf.keras.Model, split: str = "eval", config_file: str | None = None) -> dict:
+    """Scores a split (eval, or the held-out test) and returns the report (also written as JSON, text and HTML)."""
     from recsys.evaluation.html_report import write_html_report
+    from recsys.evaluation.provenance import provenance
 
     artifacts = Artifacts.of(config)
     spec = transformed_feature_spec(artifacts.root)
-    dataset = make_dataset(split_files(artifacts.root, "eval"), spec, 4096)
+    dataset = make_dataset(split_files(artifacts.root, split), spec, 4096)
     outputs, columns, utilisation = predict(ranker, dataset, _columns_needed(config))
-    report = measure(config, outputs, columns, artifacts, spec)
+    report = {"split": split, "about": provenance(config, split, config_file),
+              **measure(config, outputs, columns, artifacts, spec)}
     if utilisation:
         report["expert_utilisation"] = utilisation
-    write_report(report, artifacts.evaluation_dir)
+    directory = report_dir(config, split)
+    write_report(report, directory)
     if utilisation:
-        plot_expert_utilisation(utilisation, artifacts.evaluation_dir / "expert_utilisation.png")
-    write_html_report(report, artifacts.evaluation_dir / "report.html", title=config.name)
+        plot_expert_utilisation(utilisation, directory / "expert_utilisation.png")
+    write_html_report(report, directory / "report.html", title=f"{config.name} ({split} split)")
     return report
 
 

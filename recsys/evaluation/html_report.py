@@ -187,11 +187,24 @@ def _utilisation_plot(utilisation: dict) -> str:
     return f'<img alt="expert utilisation" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
+def _about(about: dict | None) -> str:
+    """Which model, config, data and code the report describes."""
+    if not about:
+        return ""
+    rows = ", ".join(f"{split} {count:,}" for split, count in about["data"]["rows"].items())
+    lines = [["model", about["model"]], ["trained", about["trained_at"] or "unknown"],
+             ["config", f"{about['config_name']}" + (f" ({about['config_file']})" if about["config_file"] else "")],
+             ["data", f"{about['data']['input']}; rows per split: {rows}"], ["evaluated", about["evaluated_at"]],
+             ["code", about["code_version"]]]
+    return _table(["about", ""], lines)
+
+
 def render_html(report: dict, title: str = "evaluation") -> str:
     """The whole page as a string."""
     binary = _binary(report["tasks"])
-    body = [f"<h1>Offline evaluation: {html.escape(title)}</h1>",
-            f'<p class="note">{report["rows"]:,} eval rows; each output in its own sample space.</p>',
+    body = [f"<h1>Offline evaluation: {html.escape(title)}</h1>", _about(report.get("about")),
+            f'<p class="note">{report["rows"]:,} {html.escape(report.get("split", "eval"))} rows; '
+            "each output in its own sample space.</p>",
             "<h2>Metrics</h2>", _task_tables(report)]
     if binary:
         roc = _roc_plot(binary) if any("roc" in m for m in binary.values()) else ""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from features.transform import PADDING_ID
+from features.padding import PADDING_ID
 from recsys.layers.mlp import MLP
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from features.transform import PADDING_ID
+from features.padding import PADDING_ID
 
 
 def masked_mean(embeddings: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:

@@ -16,6 +16,7 @@ import re
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from features.config import ModelConfig
 from recsys.layers import MLP, PLE, AdaTT, FeatureEmbedding, MMoE, SharedBottom
 from recsys.layers.dtrn import DTRNBottom
 from recsys.models.balancing import (flatten_gradients, pcgrad_combine, uncertainty_weighted,
@@ -95,11 +96,11 @@ def make_backbone(name: str, num_tasks: int, experts: dict, activation: str, dro
 
 
 def _dtrn_bottom(model_inputs: list[dict], num_tasks: int, attention_units: int) -> DTRNBottom:
-    """DTRN over the non-sequence fields, attending from the item whose table the sequences share."""
+    """DTRN over the non-sequence fields and the behaviour sequences, typed by their behaviour."""
     sequences = [s for s in model_inputs if s["kind"] == "sequence"]
-    target = next(s["name"] for s in model_inputs if s["kind"] == "categorical" and s["table"] == sequences[0]["table"])
     return DTRNBottom(num_tasks, [s["name"] for s in model_inputs if s["kind"] != "sequence"],
-                      [s["name"] for s in sequences], target, attention_units, name="dtrn_bottom")
+                      [s["name"] for s in sequences], [s["behavior"] for s in sequences],
+                      max(s["length"] for s in sequences), attention_units, name="dtrn_bottom")
 
 
 class MultiTaskRanker(tfrs.models.Model):
@@ -111,19 +112,22 @@ class MultiTaskRanker(tfrs.models.Model):
       structure: "independent" or "esmm"; `esmm` names the ctr and cvr tasks and the product output.
       backbone: "shared_bottom" (towers read the bottom), "mmoe", "ple", "cgc" or "adatt";
         `experts` holds the expert counts and shapes (see `features.config.ExpertsConfig`).
-      bottom_units, tower_units, dropout, activation, l2, embedding_l2: MLP shapes and regularisation.
+      bottom_units, tower_units, dropout, activation, l2, embedding_l2: MLP shapes and regularisation;
+        without `bottom_units`, the backbone's paper form (`ModelConfig.paper_bottom_units`).
       ssl: arguments of a `SelfSupervisedItemTask` whose contrastive loss, times its alpha, joins the
         training loss (logged as `ssl_loss`); None for none. Scoring never uses it.
     """
 
     def __init__(self, model_inputs: list[dict], tasks: list[dict], structure: str = "independent",
                  esmm: dict | None = None, backbone: str = "shared_bottom", experts: dict | None = None,
-                 bottom_units=(256, 128), tower_units=(64,), dropout: float = 0.0, activation: str = "relu",
+                 bottom_units=None, tower_units=(64,), dropout: float = 0.0, activation: str = "relu",
                  l2: float = 0.0, embedding_l2: float = 0.0, loss_balancing: str = "fixed",
                  bottom: str = "shared", dtrn_attention_units: int = 32, metrics_on_train: bool = False,
                  dense_update_max_rows: int = 200_000, jit_compile: bool = False, ssl: dict | None = None,
                  **kwargs):
         super().__init__(**kwargs)
+        if bottom_units is None:
+            bottom_units = ModelConfig.paper_bottom_units(backbone, bottom)
         self._config = dict(model_inputs=model_inputs, tasks=tasks, structure=structure, esmm=esmm,
                             backbone=backbone, experts=experts, bottom_units=list(bottom_units),
                             tower_units=list(tower_units), dropout=dropout, activation=activation, l2=l2,

@@ -5,7 +5,7 @@ import logging
 from concurrent import futures
 
 import grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.apis import model_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from serving.standin import proto_api
 from serving.standin.errors import ServingError, invalid_argument
@@ -31,8 +31,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._registry = registry
 
     def _on_model(self, handler, request, context):
-        spec = request.model_spec
-        return _answer(context, lambda: handler(proto_api.resolve(self._registry, spec), spec.name, request))
+        def compute():
+            if not request.HasField("model_spec"):  # predict_impl.cc, classification_service.cc, ...
+                raise invalid_argument("Missing ModelSpec")
+            spec = request.model_spec
+            return handler(proto_api.resolve(self._registry, spec), spec.name, request)
+
+        return _answer(context, compute)
 
     def Predict(self, request, context):
         return self._on_model(proto_api.predict, request, context)
@@ -44,14 +49,17 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return self._on_model(proto_api.regress, request, context)
 
     def GetModelMetadata(self, request, context):
-        return self._on_model(proto_api.metadata, request, context)
+        def compute():
+            proto_api.check_metadata_request(request)  # before the model is looked up, as TF Serving does
+            return proto_api.metadata(proto_api.resolve(self._registry, request.model_spec),
+                                      request.model_spec.name, request)
+
+        return _answer(context, compute)
 
     def MultiInference(self, request, context):
         def compute():
-            if not request.tasks:
-                raise invalid_argument("MultiInferenceRequest has no tasks")
-            # The first task's model; multi_inference refuses tasks that name another.
-            spec = request.tasks[0].model_spec
+            # multi_inference_helper.cc: the first task's model (no task: an empty spec, refused for its name).
+            spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
             return proto_api.multi_inference(proto_api.resolve(self._registry, spec), spec.name, request)
 
         return _answer(context, compute)
@@ -65,10 +73,10 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         spec = request.model_spec
 
         def compute():
-            choice = spec.WhichOneof("version_choice")
-            version = spec.version.value if choice == "version" else None
-            if choice == "version_label":
-                version = self._registry.resolve(spec.name, label=spec.version_label).version
+            if not request.HasField("model_spec"):
+                raise invalid_argument("Missing ModelSpec")
+            # get_model_status_impl.cc reads only a version number; with a label (or none) it lists every version.
+            version = spec.version.value if spec.HasField("version") else None
             return proto_api.status(self._registry.statuses(spec.name, version))
 
         return _answer(context, compute)

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import grpc
+import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      inference_pb2, input_pb2, model_pb2, predict_pb2, prediction_log_pb2,
                                      regression_pb2)
@@ -13,9 +16,13 @@ from serving.standin.servable import DEFAULT_SIGNATURE, Servable
 
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
+SIGNATURE_DEF_FIELD = "signature_def"  # get_model_metadata_impl.h: kSignatureDef
 
 
 def resolve(registry: ModelRegistry, spec: model_pb2.ModelSpec) -> Servable:
+    """The servable a ModelSpec names (server_core.cc: ServableRequestFromModelSpec)."""
+    if not spec.name:
+        raise invalid_argument("ModelSpec has no name specified.")
     choice = spec.WhichOneof("version_choice")
     return registry.resolve(spec.name, version=spec.version.value if choice == "version" else None,
                             label=spec.version_label if choice == "version_label" else None)
@@ -28,7 +35,8 @@ def _spec(servable: Servable, name: str, signature_name: str) -> model_pb2.Model
 
 
 def examples_of(model_input: input_pb2.Input) -> list[bytes]:
-    """Serialized examples of an `Input`; a context is merged into every example (its features lose)."""
+    """Serialized examples of an `Input`; a context is merged into every example (its features lose, as
+    they do when TF Serving concatenates the serialized context and example)."""
     kind = model_input.WhichOneof("kind")
     if kind == "example_list":
         return [example.SerializeToString() for example in model_input.example_list.examples]
@@ -42,19 +50,96 @@ def examples_of(model_input: input_pb2.Input) -> list[bytes]:
                 combined.features.feature[name].CopyFrom(feature)
             merged.append(combined.SerializeToString())
         return merged
-    raise invalid_argument("Input is empty: set example_list or example_list_with_context")
+    return []  # no kind set: refused as "Input is empty." after the signature checks, as util.cc does
+
+
+def _keys(keys) -> str:
+    return ",".join(sorted(keys))
+
+
+def _check_input_count(signature: meta_graph_pb2.SignatureDef, inputs) -> None:
+    """predict_util.cc: VerifyRequestInputsSize."""
+    sent, expected = set(inputs), set(signature.inputs)
+    if len(sent) > len(expected) or (len(sent) < len(expected) and not signature.defaults):
+        raise invalid_argument(
+            f"input size does not match signature: {len(sent)}!={len(expected)} len({{{_keys(sent)}}}) != "
+            f"len({{{_keys(expected)}}}). Sent extra: {{{_keys(sent - expected)}}}. "
+            f"Missing but required: {{{_keys(expected - sent)}}}.")
+
+
+def _input_values(signature: meta_graph_pb2.SignatureDef, inputs) -> dict[str, np.ndarray]:
+    """TensorFlow's saved_model::GetInputValues (cc/saved_model/util.cc), which predict_util.cc calls."""
+    arrays = {}
+    for alias in sorted(signature.inputs):
+        if alias in inputs:
+            proto = inputs[alias]
+        elif alias in signature.defaults:
+            proto = signature.defaults[alias]
+        else:
+            raise invalid_argument(
+                f"Signature input alias: {alias}(feed name: {signature.inputs[alias].name}) not found in request "
+                f"and no default value provided. Inputs expected to be in the request {{{_keys(inputs)}}}, "
+                f"or default input alias set: {_keys(signature.defaults)}")
+        try:
+            arrays[alias] = tf.make_ndarray(proto)
+        except (TypeError, ValueError):
+            raise invalid_argument(f"tensor parsing error: {alias}") from None
+    if inputs and set(inputs) - set(arrays):
+        raise invalid_argument(f"Inputs contains invalid name. Used request inputs: "
+                               f"{_keys(set(inputs) & set(arrays))}, request input: {_keys(inputs)}")
+    return arrays
+
+
+def _output_aliases(signature: meta_graph_pb2.SignatureDef, output_filter) -> list[str]:
+    """predict_util.cc: PreProcessPrediction's output filter checks; no filter means every output."""
+    seen: list[str] = []
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise invalid_argument(f"output tensor alias not found in signature: {alias} Outputs expected to be "
+                                   f"in the set {{{_keys(signature.outputs)}}}.")
+        if alias in seen:
+            raise invalid_argument(f"duplicate output tensor alias: {alias}")
+        seen.append(alias)
+    return seen or list(signature.outputs)
 
 
 def predict(servable: Servable, name: str, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
-    try:
-        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
-    except (TypeError, ValueError) as err:
-        raise invalid_argument(f"malformed TensorProto in inputs: {err}") from None
-    outputs = servable.predict(request.model_spec.signature_name, inputs, list(request.output_filter))
-    response = predict_pb2.PredictResponse(model_spec=_spec(servable, name, request.model_spec.signature_name))
-    for key, value in outputs.items():
-        response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+    """predict_util.cc: RunPredict, the checks in its order and with its messages."""
+    signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+    signature = servable.signature_def(signature_name)
+    if signature is None:
+        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"Serving signature key \"{signature_name}\" not found.")
+    _check_input_count(signature, request.inputs)
+    arrays = _input_values(signature, request.inputs)
+    aliases = _output_aliases(signature, request.output_filter)
+    outputs = servable.run(signature_name, arrays)
+    response = predict_pb2.PredictResponse(model_spec=_spec(servable, name, signature_name))
+    for alias in aliases:
+        response.outputs[alias].CopyFrom(as_proto_field(outputs[alias]))
     return response
+
+
+# Tensor::AsProtoField's repeated field per dtype (TF Serving's Predict answers with it, not tensor_content).
+_PROTO_FIELDS = {tf.float32: "float_val", tf.float64: "double_val", tf.int32: "int_val", tf.int16: "int_val",
+                 tf.int8: "int_val", tf.uint8: "int_val", tf.uint16: "int_val", tf.int64: "int64_val",
+                 tf.bool: "bool_val", tf.string: "string_val", tf.uint32: "uint32_val", tf.uint64: "uint64_val"}
+
+
+def as_proto_field(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """A TensorProto with the values in its typed repeated field, as predict_util.cc writes outputs
+    (PredictResponseTensorSerializationOption::kAsProtoField)."""
+    dtype = tf.as_dtype(array.dtype) if array.dtype.kind not in "SUO" else tf.string
+    field = _PROTO_FIELDS.get(dtype)
+    if field is None:  # half, complex, ...: TensorFlow's own encoding
+        return tf.make_tensor_proto(array)
+    proto = tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum,
+                                   tensor_shape=tf.TensorShape(array.shape).as_proto())
+    values = array.ravel().tolist()
+    if dtype == tf.string:
+        values = [v if isinstance(v, bytes) else str(v).encode() for v in values]
+    getattr(proto, field).extend(values)
+    return proto
 
 
 def _classifications(classes, scores) -> classification_pb2.ClassificationResult:
@@ -85,41 +170,57 @@ def regress(servable: Servable, name: str,
 
 def multi_inference(servable: Servable, name: str,
                     request: inference_pb2.MultiInferenceRequest) -> inference_pb2.MultiInferenceResponse:
-    """Every task's Classify or Regress on the same examples (TF Serving's checks: one model, no repeats)."""
-    if not request.tasks:
-        raise invalid_argument("MultiInferenceRequest has no tasks")
-    if len({task.model_spec.name for task in request.tasks}) > 1:
-        raise invalid_argument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
-    signatures = [task.model_spec.signature_name or DEFAULT_SIGNATURE for task in request.tasks]
-    repeated = sorted({s for s in signatures if signatures.count(s) > 1})
-    if repeated:
-        raise invalid_argument(f"Duplicate evaluation of signature: {repeated[0]}")
+    """Every task's Classify or Regress on the same examples, with the checks of multi_inference.cc in its order."""
+    model_name = ""
+    signatures: list[str] = []
+    for task in request.tasks:
+        if not task.model_spec.name:
+            raise invalid_argument("Found ModelSpec with an empty model name.")
+        if model_name and task.model_spec.name != model_name:
+            raise invalid_argument("All ModelSpecs in a MultiInferenceRequest must access the same model name.")
+        model_name = task.model_spec.name
+        signature = task.model_spec.signature_name or DEFAULT_SIGNATURE
+        if signature in signatures:
+            raise invalid_argument(f"Duplicate evaluation of signature: {signature}")
+        signatures.append(signature)
+        if servable.signature_def(signature) is None:
+            raise invalid_argument(f"Requested signature not found in model graph: {signature}")
+        if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
+            raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}")
     examples = examples_of(request.input)
     response = inference_pb2.MultiInferenceResponse()
     for task, signature in zip(request.tasks, signatures):
         result = response.results.add(model_spec=_spec(servable, name, signature))
         if task.method_name == CLASSIFY_METHOD:
             result.classification_result.CopyFrom(_classifications(*servable.classify(signature, examples)))
-        elif task.method_name == REGRESS_METHOD:
+        else:
             values = servable.regress(signature, examples)
             result.regression_result.regressions.extend(regression_pb2.Regression(value=float(v)) for v in values)
-        else:
-            raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                               f"Unsupported signature method_name: {task.method_name}")
     return response
+
+
+def check_metadata_request(request: get_model_metadata_pb2.GetModelMetadataRequest) -> None:
+    """get_model_metadata_impl.cc: a ModelSpec, and signature_def as the only (and at least one) field."""
+    if not request.HasField("model_spec"):
+        raise invalid_argument("Missing ModelSpec")
+    if not request.metadata_field:
+        raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
+    for field in request.metadata_field:
+        if field != SIGNATURE_DEF_FIELD:
+            raise invalid_argument(f"Metadata field {field} is not supported")
 
 
 def metadata(servable: Servable, name: str,
              request: get_model_metadata_pb2.GetModelMetadataRequest) -> get_model_metadata_pb2.GetModelMetadataResponse:
-    fields = list(request.metadata_field)
-    if fields != ["signature_def"]:
-        raise invalid_argument(f"Metadata field {fields} is not supported; request metadata_field: [signature_def]")
+    """get_model_metadata_impl.cc: SavedModelGetSignatureDef; the model spec names the version, no signature."""
+    check_metadata_request(request)
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     for key, signature in servable.signature_defs.items():
         signature_map.signature_def[key].CopyFrom(signature)
-    response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=_spec(servable, name, ""))
-    response.model_spec.ClearField("signature_name")
-    response.metadata["signature_def"].Pack(signature_map)
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = name
+    response.model_spec.version.value = servable.version
+    response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
     return response
 
 

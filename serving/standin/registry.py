@@ -141,36 +141,32 @@ class ModelRegistry:
         if self._poller is not None:
             self._poller.join()
 
-    def entry(self, name: str) -> ModelEntry:
-        if name not in self._models:
-            raise not_found(f"Servable not found for request: Latest({name}); "
-                            f"this server serves {', '.join(self.model_names)}")
-        return self._models[name]
-
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
-        entry = self.entry(name)
-        if label:
-            labels = dict(entry.config.version_labels)
+        """The servable for a request, refused with TF Serving's words (server_core.cc, basic_manager.cc)."""
+        if label is not None:
+            labels = dict(self._models[name].config.version_labels) if name in self._models else {}
             if label not in labels:
-                raise invalid_argument(f"Unrecognized servable version label: {label}; "
-                                       f"labels of {name}: {sorted(labels) or 'none'}")
+                raise invalid_argument(f"Unrecognized servable version label: {label}")
             version = labels[label]
+        request = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+        entry = self._models.get(name)
         with self._lock:
-            if version is None:
-                if not entry.servables:
-                    raise not_found(f"Servable not found for request: Latest({name})")
-                return entry.servables[max(entry.servables)]
-            if version not in entry.servables:
-                raise not_found(f"Servable not found for request: Specific({name}, {version})")
-            return entry.servables[version]
+            servables = dict(entry.servables) if entry else {}
+        if version is None and servables:
+            return servables[max(servables)]
+        if version not in servables:
+            raise not_found(f"Servable not found for request: {request}")
+        return servables[version]
 
     def statuses(self, name: str, version: int | None = None) -> dict[int, VersionStatus]:
-        entry = self.entry(name)
+        """Every known version's state, or one version's (get_model_status_impl.cc)."""
+        entry = self._models.get(name)
         with self._lock:
-            statuses = dict(entry.statuses)
+            statuses = dict(entry.statuses) if entry else {}
         if version is not None:
             if version not in statuses:
                 raise not_found(f"Could not find version {version} of model {name}")
             return {version: statuses[version]}
+        if not statuses:
+            raise not_found(f"Could not find any versions of model {name}")
         return statuses
-

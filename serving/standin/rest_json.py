@@ -1,183 +1,426 @@
-"""TF Serving's REST JSON formats: request bodies → arrays and examples, results → JSON.
+"""TF Serving's REST JSON formats, read from `tensorflow_serving/util/json_tensor.cc`.
 
-Follows https://www.tensorflow.org/tfx/serving/api_rest: `instances` (row) or
-`inputs` (columnar) for Predict, answered with `predictions` or `outputs`;
-`examples` plus an optional `context` for Classify and Regress, answered with
-`results`; binary values as `{"b64": "..."}` both ways.
+Request bodies become the same protos the gRPC API takes (`PredictRequest`
+inputs as `TensorProto`s typed by the signature, `Input` examples for
+Classify and Regress), so both APIs share one code path, as in TF Serving;
+responses are written back from those protos. Every refusal carries the
+wording of `json_tensor.cc`, whose tests (`json_tensor_test.cc`) check it.
+Bodies are read by `json_document` with RapidJSON's rules.
 """
 from __future__ import annotations
 
 import base64
-import json
+import binascii
 import math
 
+import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.example import example_pb2, feature_pb2
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
-from serving.standin.errors import invalid_argument
+from serving.standin.errors import ServingError, invalid_argument
+from serving.standin.json_document import debug_string, format_error, json_type
 
-_INT64_MIN, _INT64_MAX = -2**63, 2**63 - 1
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_INT32 = (-2**31, 2**31 - 1)
+_INT64 = (-2**63, 2**63 - 1)
+_UINT64_MAX = 2**64 - 1
+_BYTES_SUFFIX = "_bytes"  # json_tensor.cc: kBytesTensorNameSuffix, outputs written as {"b64": ...}
 
 
-def parse_body(body: bytes) -> dict:
+def dtype_string(dtype: int) -> str:
+    """TensorFlow's DataTypeString: DT_FLOAT → "float"."""
+    return types_pb2.DataType.Name(dtype)[3:].lower()
+
+
+# --- Predict: "instances" (row format) or "inputs" (columnar format) → TensorProtos typed by the signature.
+
+def _is_base64_object(value) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
+
+
+def _decode_base64(value) -> bytes:
+    if not _is_base64_object(value):
+        raise format_error(value, "not formatted correctly for base64 data")
+    text = value["b64"]
     try:
-        request = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise invalid_argument(f"JSON Parse error: {err}") from None
-    if not isinstance(request, dict):
-        raise invalid_argument(f"JSON Parse error: the request body must be a JSON object, got {type(request).__name__}")
-    return request
+        padded = text if "=" in text else text + "=" * (-len(text) % 4)
+        return base64.b64decode(padded.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise invalid_argument("Unable to base64 decode") from None
 
 
-def decode_value(value, where: str):
-    """JSON → Python values, `{"b64": ...}` → bytes (recursively through lists)."""
-    if isinstance(value, list):
-        return [decode_value(item, where) for item in value]
+def _type_error(value, dtype: int) -> ServingError:
+    return invalid_argument(f"JSON Value: {debug_string(value)} Type: {json_type(value)} "
+                            f"is not of expected type: {dtype_string(dtype)}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_integer_in(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+_LEAF_RULES = {  # dtype → (accepts the JSON value, TensorProto field)
+    types_pb2.DT_FLOAT: (_is_number, "float_val"),
+    types_pb2.DT_DOUBLE: (_is_number, "double_val"),
+    types_pb2.DT_INT32: (lambda v: _is_integer_in(v, *_INT32), "int_val"),
+    types_pb2.DT_INT16: (lambda v: _is_integer_in(v, *_INT32), "int_val"),
+    types_pb2.DT_INT8: (lambda v: _is_integer_in(v, *_INT32), "int_val"),
+    types_pb2.DT_UINT8: (lambda v: _is_integer_in(v, *_INT32), "int_val"),
+    types_pb2.DT_STRING: (lambda v: isinstance(v, str), "string_val"),
+    types_pb2.DT_INT64: (lambda v: _is_integer_in(v, *_INT64), "int64_val"),
+    types_pb2.DT_BOOL: (lambda v: isinstance(v, bool), "bool_val"),
+    types_pb2.DT_UINT32: (lambda v: _is_integer_in(v, 0, 2**32 - 1), "uint32_val"),
+    types_pb2.DT_UINT64: (lambda v: _is_integer_in(v, 0, _UINT64_MAX), "uint64_val"),
+}
+
+
+def _leaf(value, dtype: int):
+    """json_tensor.cc: AddValueToTensor (and base64 objects for strings)."""
     if isinstance(value, dict):
-        if set(value) != {"b64"} or not isinstance(value["b64"], str):
-            raise invalid_argument(f"{where}: an object value must be {{\"b64\": \"<base64 string>\"}}, got {value}")
-        try:
-            return base64.b64decode(value["b64"], validate=True)
-        except ValueError as err:  # binascii.Error, or non-ASCII text
-            raise invalid_argument(f"{where}: invalid base64 in b64 value: {err}") from None
-    return value
+        if dtype == types_pb2.DT_STRING:
+            return _decode_base64(value)
+        raise _type_error(value, dtype)
+    if dtype not in _LEAF_RULES:
+        raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"Conversion of JSON Value: {debug_string(value)} "
+                                           f"to type: {dtype_string(dtype)}")
+    accepts, _ = _LEAF_RULES[dtype]
+    if not accepts(value):
+        raise _type_error(value, dtype)
+    if dtype == types_pb2.DT_STRING:
+        return value.encode("utf-8", "surrogateescape")
+    if dtype == types_pb2.DT_FLOAT:
+        with np.errstate(over="ignore"):  # RapidJSON's GetFloat casts; beyond float32 is infinity
+            return float(np.float32(value))
+    return float(value) if dtype == types_pb2.DT_DOUBLE else value
 
 
-def _leaves(values):
-    if isinstance(values, list):
-        for value in values:
-            yield from _leaves(value)
+def _dense_shape(value) -> list[int]:
+    """json_tensor.cc: GetDenseTensorShape, following the first element at each level."""
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
+def _fill(value, dtype: int, shape: list[int]) -> list:
+    """json_tensor.cc: FillTensorProto, depth first in document order, without recursion."""
+    rank = len(shape)
+    values, stack = [], [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if not isinstance(item, list):
+            if level != rank:
+                raise invalid_argument(f"JSON Value: {debug_string(item)} found at incorrect level: {level + 1} "
+                                       f"in the JSON DOM. Expected at level: {rank}")
+            values.append(_leaf(item, dtype))
+            continue
+        if level >= rank:
+            raise invalid_argument(f"Encountered list at unexpected level: {level} expected < {rank}")
+        if len(item) != shape[level]:
+            raise invalid_argument(f"Encountered list at unexpected size: {len(item)} at level: {level} "
+                                   f"expected size: {shape[level]}")
+        stack.extend((child, level + 1) for child in reversed(item))
+    return values
+
+
+def _tensor(dtype: int, shape: list[int], values: list) -> tensor_pb2.TensorProto:
+    tensor = tensor_pb2.TensorProto(dtype=dtype)
+    tensor.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape)
+    if dtype in _LEAF_RULES:
+        getattr(tensor, _LEAF_RULES[dtype][1]).extend(values)
+    return tensor
+
+
+def _shape_text(shape: list[int]) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+class _Column:
+    """One named input gathered from the rows of "instances" (json_tensor.cc: AddInstanceItem)."""
+
+    def __init__(self, dtype: int):
+        self.dtype = dtype
+        self.values: list = []
+        self.item_shape: list[int] | None = None
+        self.item_size = 0
+
+    def add(self, item):
+        shape = _dense_shape(item)
+        values = _fill(item, self.dtype, shape)
+        if self.item_shape is None:
+            self.item_shape, self.item_size = shape, len(values)
+        elif self.item_size != len(values):
+            raise invalid_argument(f"Expecting tensor size: {self.item_size} but got: {len(values)}")
+        elif self.item_shape != shape:
+            raise invalid_argument(f"Expecting shape {_shape_text(self.item_shape)} but got: {_shape_text(shape)}")
+        self.values.extend(values)
+
+
+def _status_text(err: ServingError) -> str:
+    """absl::Status::ToString, which TF Serving nests inside per-element messages."""
+    return f"{err.code.name}: {err.message}"
+
+
+def _instances(instances: list, infos: dict[str, meta_graph_pb2.TensorInfo]) -> dict[str, tensor_pb2.TensorProto]:
+    """json_tensor.cc: FillTensorMapFromInstancesList."""
+    if not isinstance(instances[0], dict) and len(infos) > 1:
+        raise invalid_argument("instances is a plain list, but expecting list of objects as multiple input tensors "
+                               "required as per tensorinfo_map")
+
+    def is_named(value) -> bool:
+        return isinstance(value, dict) and not _is_base64_object(value)
+
+    named = is_named(instances[0])
+    columns: dict[str, _Column] = {}
+    for index, element in enumerate(instances):
+        if named:
+            if not is_named(element):
+                raise invalid_argument(f"Expecting object but got list at item {index} of input list")
+            for name, item in element.items():
+                try:
+                    if name not in infos:
+                        raise invalid_argument(f"JSON object: does not have named input: {name}")
+                    columns.setdefault(name, _Column(infos[name].dtype)).add(item)
+                except ServingError as err:
+                    raise invalid_argument(f"Failed to process element: {index} key: {name} of 'instances' list. "
+                                           f"Error: {_status_text(err)}") from None
+            if set(element) != set(infos):
+                raise invalid_argument(f"Failed to process element: {index} of 'instances' list. JSON object: "
+                                       f"{debug_string(element)} keys must be equal to: {','.join(sorted(infos))}")
+        else:
+            if is_named(element):
+                raise invalid_argument(f"Expecting value/list but got object at item {index} of input list")
+            name = next(iter(infos))
+            try:
+                columns.setdefault(name, _Column(infos[name].dtype)).add(element)
+            except ServingError as err:
+                raise invalid_argument(f"Failed to process element: {index} of 'instances' list. "
+                                       f"Error: {_status_text(err)}") from None
+    return {name: _tensor(column.dtype, [len(instances), *column.item_shape], column.values)
+            for name, column in columns.items()}
+
+
+def _columnar_tensor(value, dtype: int) -> tensor_pb2.TensorProto:
+    shape = _dense_shape(value)
+    return _tensor(dtype, shape, _fill(value, dtype, shape))
+
+
+def _inputs(inputs, infos: dict[str, meta_graph_pb2.TensorInfo]) -> dict[str, tensor_pb2.TensorProto]:
+    """json_tensor.cc: FillTensorMapFromInputsMap (extra keys of an "inputs" object are ignored there too)."""
+    if not isinstance(inputs, dict) or _is_base64_object(inputs):
+        if len(infos) > 1:
+            raise invalid_argument("inputs is a plain value/list, but expecting an object as multiple input tensors "
+                                   "required as per tensorinfo_map")
+        name, info = next(iter(infos.items()))
+        return {name: _columnar_tensor(inputs, info.dtype)}
+    tensors = {}
+    for name, info in infos.items():
+        if name not in inputs:
+            raise invalid_argument(f"Missing named input: {name} in 'inputs' object.")
+        tensors[name] = _columnar_tensor(inputs[name], info.dtype)
+    return tensors
+
+
+def signature_name(document: dict) -> str:
+    """json_tensor.cc: FillSignature."""
+    name = document.get("signature_name", "")
+    if not isinstance(name, str):
+        raise format_error(document, "not formatted correctly. 'signature_name' key must be a string value.")
+    return name
+
+
+def predict_tensors(document: dict, infos: dict[str, meta_graph_pb2.TensorInfo],
+                    signature: str) -> tuple[dict[str, tensor_pb2.TensorProto], bool]:
+    """(input alias → TensorProto, whether the request used the row format); json_tensor.cc:
+    FillPredictRequestFromJson after the signature's inputs were looked up."""
+    if not infos:
+        raise invalid_argument(f"Failed to get input map for signature: {signature or 'DEFAULT'}")
+    if "instances" in document:
+        if "inputs" in document:
+            raise format_error(document, "Not formatted correctly expecting only one of 'inputs' or "
+                                          "'instances' keys to exist ")
+        instances = document["instances"]
+        if not isinstance(instances, list):
+            raise format_error(document, "Expecting 'instances' to be an list/array")
+        if not instances:
+            raise format_error(document, "No values in 'instances' array")
+        return _instances(instances, infos), True
+    if "inputs" in document:
+        return _inputs(document["inputs"], infos), False
+    raise invalid_argument("Missing 'inputs' or 'instances' key")
+
+
+# --- Classify and Regress: "examples" with an optional "context" → tf.Examples.
+
+def _feature_kind_error(name: str, feature: feature_pb2.Feature) -> ServingError:
+    kind = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}.get(feature.WhichOneof("kind"),
+                                                                                    "UNKNOWN")
+    return invalid_argument(f"Unexpected element type in feature: {name} expecting type: {kind}")
+
+
+def _add_to_feature(value, name: str, feature: feature_pb2.Feature):
+    """json_tensor.cc: AddValueToFeature; a feature's first value fixes its kind."""
+    def ensure_kind(kind: str):
+        current = feature.WhichOneof("kind")
+        if current is not None and current != kind:
+            raise _feature_kind_error(name, feature)
+
+    if value is None or isinstance(value, list) or (isinstance(value, dict) and not _is_base64_object(value)):
+        raise invalid_argument(f"Feature: {name} has element with unexpected JSON type: {json_type(value)}")
+    if isinstance(value, bool):
+        ensure_kind("int64_list")
+        feature.int64_list.value.append(int(value))
+    elif isinstance(value, dict):
+        ensure_kind("bytes_list")
+        feature.bytes_list.value.append(_decode_base64(value))
+    elif isinstance(value, str):
+        ensure_kind("bytes_list")
+        feature.bytes_list.value.append(value.encode("utf-8", "surrogateescape"))
+    elif isinstance(value, float):
+        ensure_kind("float_list")
+        with np.errstate(over="ignore"):
+            feature.float_list.value.append(float(np.float32(value)))
     else:
-        yield values
+        ensure_kind("int64_list")
+        if value > _INT64[1]:
+            raise invalid_argument(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
+        feature.int64_list.value.append(value)
 
 
-def _array(values, where: str) -> np.ndarray:
-    # Text and bytes stay Python objects: numpy's fixed-width "U" and "S" arrays drop trailing
-    # NUL characters, which would corrupt serialized examples and change strings.
-    textual = any(isinstance(leaf, (bytes, str)) for leaf in _leaves(values))
+def _example(value, example: example_pb2.Example):
+    """json_tensor.cc: MakeExampleFromJsonObject."""
+    if not isinstance(value, dict):
+        raise invalid_argument(f"Example must be JSON object but got JSON {json_type(value)}")
+    for name, content in value.items():
+        feature = feature_pb2.Feature()
+        for item in (content if isinstance(content, list) else [content]):
+            _add_to_feature(item, name, feature)
+        example.features.feature[name].CopyFrom(feature)
+
+
+def examples_input(document: dict) -> input_pb2.Input:
+    """json_tensor.cc: FillClassifyRegressRequestFromJson (after the signature name)."""
+    model_input = input_pb2.Input()
+    has_context = "context" in document
+    if has_context:
+        _example(document["context"], model_input.example_list_with_context.context)
+    if "examples" not in document:
+        # TF Serving names "classify" here for Regress requests too.
+        raise format_error(document, "When method is classify, key 'examples' is expected and was not found")
+    examples = document["examples"]
+    if not isinstance(examples, list):
+        raise format_error(document, "Expecting 'examples' value to be an list/array")
+    if not examples:
+        raise format_error(document, "'examples' value is an empty array")
+    target = model_input.example_list_with_context if has_context else model_input.example_list
+    for value in examples:
+        _example(value, target.examples.add())
+    return model_input
+
+
+# --- Responses: json_tensor.cc MakeJsonFromTensors, MakeJsonFromClassificationResult, ...RegressionResult.
+
+def _decimals(array: np.ndarray, digits: int) -> np.ndarray:
+    """json_tensor.cc: WriteDecimal writes six significant digits, or `digits` (max_digits10) where six do not
+    give the value back. Each text is returned as the Python float it spells, whose JSON spelling parses to the
+    same number; NaN and infinities stay as they are (written as NaN, Infinity, -Infinity)."""
+    flat = array.ravel()
+    values = flat.astype(np.float64).tolist()
+    spelled = [float(f"{value:g}") for value in values]
+    with np.errstate(over="ignore"):
+        lost = np.flatnonzero((np.array(spelled).astype(array.dtype) != flat) & np.isfinite(flat))
+    for index in lost.tolist():
+        spelled[index] = float(f"{values[index]:.{digits}g}")
+    result = np.empty(len(spelled), dtype=object)
+    result[:] = spelled
+    return result.reshape(array.shape)
+
+
+def _float32(value) -> float:
+    return _decimals(np.array([value], np.float32), 9)[0]
+
+
+def _float64(value) -> float:
+    return _decimals(np.array([value], np.float64), 17)[0]
+
+
+def _writer(tensor: tensor_pb2.TensorProto, name: str):
+    dtype = tensor.dtype
+    if dtype == types_pb2.DT_FLOAT:
+        return _float32
+    if dtype == types_pb2.DT_DOUBLE:
+        return _float64
+    if dtype == types_pb2.DT_STRING:
+        if name.endswith(_BYTES_SUFFIX):
+            return lambda raw: {"b64": base64.b64encode(raw).decode("ascii")}
+        return _text
+    if dtype == types_pb2.DT_BOOL:
+        return bool
+    if dtype in (types_pb2.DT_INT8, types_pb2.DT_INT16, types_pb2.DT_INT32, types_pb2.DT_UINT8,
+                 types_pb2.DT_INT64, types_pb2.DT_UINT32, types_pb2.DT_UINT64):
+        return int
+    raise invalid_argument(f"Failed to write JSON value for tensor type: {dtype_string(dtype)}")
+
+
+def _text(raw: bytes):
+    """A string output as text; bytes that are not UTF-8 go as {"b64": ...}, since Python's JSON writer
+    cannot emit raw bytes the way RapidJSON does (a deliberate, documented divergence)."""
     try:
-        array = np.asarray(values, dtype=object if textual else None)
-    except ValueError as err:
-        raise invalid_argument(f"{where}: values must form a rectangular tensor: {err}") from None
-    if array.dtype.kind == "O" and not all(isinstance(v, (bytes, str)) for v in array.ravel()):
-        raise invalid_argument(f"{where}: values must form a rectangular tensor of one type")
-    return array
-
-
-def predict_inputs(request: dict, input_names: list[str]) -> tuple[dict[str, np.ndarray], bool]:
-    """(input name → array, whether the request was in row form)."""
-    if ("instances" in request) == ("inputs" in request):
-        raise invalid_argument("Missing 'inputs' or 'instances' key" if "instances" not in request
-                               else "Both 'inputs' and 'instances' are set; send one of them")
-    if "instances" in request:
-        instances = request["instances"]
-        if not isinstance(instances, list) or not instances:
-            raise invalid_argument("'instances' must be a non-empty list")
-        return _rows(instances, input_names), True
-    columns = request["inputs"]
-    if len(input_names) == 1 and not (isinstance(columns, dict) and set(columns) == set(input_names)):
-        columns = {input_names[0]: columns}  # a single input may be sent bare
-    if not isinstance(columns, dict):
-        raise invalid_argument(f"'inputs' must be an object keyed by input name ({', '.join(input_names)})")
-    return {name: _array(decode_value(value, f"inputs.{name}"), f"inputs.{name}")
-            for name, value in columns.items()}, False
-
-
-def _rows(instances: list, input_names: list[str]) -> dict[str, np.ndarray]:
-    named = all(isinstance(row, dict) and "b64" not in row for row in instances)
-    if not named:
-        if len(input_names) != 1:
-            raise invalid_argument(f"each instance must be an object with the inputs {', '.join(input_names)}")
-        return {input_names[0]: _array(decode_value(instances, "instances"), "instances")}
-    names = list(dict.fromkeys(name for row in instances for name in row))
-    for i, row in enumerate(instances):
-        missing = [name for name in names if name not in row]
-        if missing:
-            raise invalid_argument(f"instances[{i}] is missing {', '.join(missing)}: every instance needs the "
-                                   "same named inputs")
-    return {name: _array(decode_value([row[name] for row in instances], f"instances.{name}"), f"instances.{name}")
-            for name in names}
-
-
-def _jsonable(array: np.ndarray):
-    if array.dtype.kind in "SO":
-        return np.vectorize(_text_or_b64, otypes=[object])(array).tolist() if array.size else array.tolist()
-    return array.tolist()
-
-
-def _text_or_b64(value: bytes):
-    try:
-        return value.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return {"b64": base64.b64encode(value).decode("ascii")}
+        return {"b64": base64.b64encode(raw).decode("ascii")}
 
 
-def predict_response(outputs: dict[str, np.ndarray], row_form: bool) -> dict:
-    if not row_form:
-        values = {name: _jsonable(value) for name, value in outputs.items()}
-        return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
-    columns = {name: _jsonable(value) for name, value in outputs.items()}
-    if len(columns) == 1:
-        return {"predictions": next(iter(columns.values()))}
-    rows = len(next(iter(columns.values())))
-    return {"predictions": [{name: column[i] for name, column in columns.items()} for i in range(rows)]}
+def _values(tensor: tensor_pb2.TensorProto, name: str):
+    array = tf.make_ndarray(tensor)
+    if tensor.dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):  # whole arrays at once: outputs can be long
+        return _decimals(array, 9 if tensor.dtype == types_pb2.DT_FLOAT else 17).tolist()
+    write = _writer(tensor, name)
+    if array.ndim == 0:
+        return write(array.item())
+    return np.vectorize(write, otypes=[object])(array).tolist() if array.size else array.tolist()
 
 
-def _shown(value) -> str:
-    text = str(value)
-    return text if len(text) <= 40 else f"{text[:37]}..."
+def predict_json(outputs: dict[str, tensor_pb2.TensorProto], row_format: bool) -> dict:
+    """The Predict response body: "predictions" for row requests, "outputs" for columnar ones."""
+    if not outputs:
+        raise invalid_argument("Cannot convert empty tensor map to JSON")
+    names = sorted(outputs)
+    if row_format:
+        batch = None
+        for name in names:
+            if not outputs[name].tensor_shape.dim:
+                raise invalid_argument(f"Tensor name: {name} has no shape information ")
+            size = outputs[name].tensor_shape.dim[0].size
+            if batch is not None and size != batch:
+                raise invalid_argument(f"Tensor name: {name} has inconsistent batch size: {size} "
+                                       f"expecting: {batch}")
+            batch = size
+        columns = {name: _values(outputs[name], name) for name in names}
+        if len(names) == 1:
+            return {"predictions": columns[names[0]]}
+        return {"predictions": [{name: columns[name][row] for name in names} for row in range(batch)]}
+    columns = {name: _values(outputs[name], name) for name in names}
+    return {"outputs": columns[names[0]] if len(names) == 1 else columns}
 
 
-def _fits_float32(value: int | float) -> bool:
-    """TF Serving's rule for a float feature: NaN and ±inf pass, a finite value must be within float32."""
-    try:
-        number = float(value)
-    except OverflowError:  # an integer too large for any float
-        return False
-    return not math.isfinite(number) or abs(number) <= _FLOAT32_MAX
+def classification_json(result: classification_pb2.ClassificationResult) -> dict:
+    if not result.classifications:
+        raise invalid_argument("Cannot convert empty ClassificationResults to JSON")
+    return {"results": [[[entry.label, _float32(entry.score)] for entry in classifications.classes]
+                        for classifications in result.classifications]}
 
 
-def _feature(name: str, value) -> tf.train.Feature:
-    values = value if isinstance(value, list) else [value]
-    if all(isinstance(v, bytes) for v in values):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-    if all(isinstance(v, str) for v in values):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        outside = [v for v in values if not _INT64_MIN <= v <= _INT64_MAX]
-        if outside:
-            raise invalid_argument(f"feature '{name}': {_shown(outside[0])} is outside the int64 range")
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        outside = [v for v in values if not _fits_float32(v)]
-        if outside:
-            raise invalid_argument(f"feature '{name}': cannot convert {_shown(outside[0])} to float "
-                                   "without loss of precision")
-        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-    raise invalid_argument(f"feature '{name}': values must be all strings, all integers or all numbers, got {value!r}")
-
-
-def _features(features: dict, where: str) -> dict[str, tf.train.Feature]:
-    if not isinstance(features, dict):
-        raise invalid_argument(f"{where} must be an object of feature name → value, got {features!r}")
-    return {name: _feature(name, decode_value(value, f"{where}.{name}")) for name, value in features.items()}
-
-
-def examples_of(request: dict) -> list[bytes]:
-    """Classify/Regress `examples`, each merged over the optional `context` (the example's features win)."""
-    examples = request.get("examples")
-    if not isinstance(examples, list) or not examples:
-        raise invalid_argument("'examples' must be a non-empty list of feature objects")
-    context = _features(request["context"], "context") if "context" in request else {}
-    return [tf.train.Example(features=tf.train.Features(
-        feature={**context, **_features(features, f"examples[{i}]")})).SerializeToString()
-        for i, features in enumerate(examples)]
-
-
-def classify_response(classes, scores) -> dict:
-    rows = len(classes if classes is not None else scores)
-    width = (classes if classes is not None else scores).shape[1]
-    return {"results": [[[classes[r, k].decode() if classes is not None else "",
-                          float(scores[r, k]) if scores is not None else 0.0] for k in range(width)]
-                        for r in range(rows)]}
+def regression_json(result: regression_pb2.RegressionResult) -> dict:
+    if not result.regressions:
+        raise invalid_argument("Cannot convert empty RegressionResults to JSON")
+    return {"results": [_float32(regression.value) for regression in result.regressions]}

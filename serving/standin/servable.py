@@ -1,7 +1,8 @@
 """One loaded model version and TF Serving's Predict, Classify and Regress semantics on it.
 
-The checks and their messages follow TF Serving (`predict_util.cc`,
-`classifier.cc`, `regressor.cc`) so a client that works against the stand-in
+The checks and their messages follow TF Serving (`classifier.cc`,
+`regressor.cc`; Predict's own checks are in `proto_api.predict`, after
+`predict_util.cc`) so a client that works against the stand-in
 works against the real server, errors included.
 """
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from serving.standin.errors import ServingError, invalid_argument
@@ -35,24 +38,33 @@ class Servable:
     def warmup_path(self) -> Path:
         return self.version_dir / WARMUP_FILE
 
-    def input_specs(self, signature_name: str) -> dict[str, tf.TensorSpec]:
-        return dict(self._function(signature_name).structured_input_signature[1])
+    def signature_def(self, signature_name: str) -> meta_graph_pb2.SignatureDef | None:
+        return self.signature_defs.get(signature_name or DEFAULT_SIGNATURE)
 
     def _function(self, signature_name: str):
         name = signature_name or DEFAULT_SIGNATURE
-        if name not in self._functions:
-            raise invalid_argument(f"Serving signature name: \"{name}\" not found in signature def; "
-                                   f"available: {', '.join(sorted(self._functions))}")
+        if name not in self._functions:  # e.g. __saved_model_init_op, which has no callable
+            raise invalid_argument(f"Serving signature key \"{name}\" cannot be run by the stand-in")
         return self._functions[name]
 
     def _check_batch(self, size: int):
         if size > self.max_batch_size:
-            raise invalid_argument(f"Task size {size} is larger than maximum input batch size "
-                                   f"{self.max_batch_size}; split the request")
+            # TF Serving's batching (TensorFlow's shared_batch_scheduler.h) refuses a larger task in these words.
+            raise invalid_argument(f"Task size {size} is larger than maximum input batch size {self.max_batch_size}")
 
-    def _run(self, signature_name: str, inputs: dict[str, tf.Tensor]) -> dict[str, np.ndarray]:
+    def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs the signature on arrays already checked against its input aliases (predict_util.cc)."""
+        function = self._function(signature_name)
+        specs = dict(function.structured_input_signature[1])
+        tensors = {name: _as_tensor(index, name, inputs[name], specs[name])
+                   for index, name in enumerate(sorted(inputs))}
+        sizes = {int(tensor.shape[0]) for tensor in tensors.values() if tensor.shape.rank}
+        self._check_batch(max(sizes, default=1))
+        return self._call(signature_name, function, tensors)
+
+    def _call(self, signature_name: str, function, inputs: dict[str, tf.Tensor]) -> dict[str, np.ndarray]:
         try:
-            outputs = self._function(signature_name)(**inputs)
+            outputs = function(**inputs)
         except tf.errors.OpError as err:  # e.g. a required feature missing from an example
             raise ServingError(_grpc_code(err), _essential(err.message)) from None
         except UnicodeDecodeError:  # TensorFlow's message quoted the undecodable input itself
@@ -60,91 +72,102 @@ class Servable:
                                    "(e.g. bytes that are not a serialized tf.Example)") from None
         return {name: value.numpy() for name, value in outputs.items()}
 
-    def predict(self, signature_name: str, inputs: dict[str, np.ndarray],
-                output_filter: list[str] | None = None) -> dict[str, np.ndarray]:
-        specs = self.input_specs(signature_name)
-        sent, expected = set(inputs), set(specs)
-        if sent != expected:
-            raise invalid_argument(
-                f"input size does not match signature: {len(sent)}!={len(expected)} len({sorted(sent)}) != "
-                f"len({sorted(expected)}). Sent extra: {sorted(sent - expected)}. "
-                f"Missing but required: {sorted(expected - sent)}.")
-        tensors = {name: _as_tensor(name, value, specs[name]) for name, value in inputs.items()}
-        sizes = {int(tensor.shape[0]) for tensor in tensors.values() if tensor.shape.rank}
-        if len(sizes) > 1:
-            raise invalid_argument(f"inputs have different batch sizes: {sorted(sizes)}")
-        self._check_batch(max(sizes, default=1))
-        outputs = self._run(signature_name, tensors)
-        if output_filter:
-            unknown = sorted(set(output_filter) - set(outputs))
-            if unknown:
-                raise invalid_argument(f"output tensor alias not found in signature: {unknown}; "
-                                       f"outputs: {sorted(outputs)}")
-            outputs = {name: outputs[name] for name in output_filter}
-        return outputs
-
     def classify(self, signature_name: str, examples: list[bytes]) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(classes [n, k] or None, scores [n, k] or None) as TF Serving's Classify computes them."""
-        signature = self._signature_def(signature_name)
+        """(classes [n, k] or None, scores [n, k] or None) as TF Serving's Classify computes them (classifier.cc)."""
+        signature = self._example_signature(signature_name, "classification")
+        if len(signature.outputs) not in (1, 2):
+            raise invalid_argument(f"Expected one or two output Tensors, found {len(signature.outputs)}")
         _check_example_input(signature, "classification")
-        outputs = set(signature.outputs)
-        if not outputs & {"classes", "scores"} or len(outputs) > 2:
+        if not set(signature.outputs) & {"classes", "scores"}:
             raise invalid_argument("Expected classification signature outputs to contain at least one of "
-                                   f"\"classes\" or \"scores\". Signature was: {sorted(outputs)}")
+                                   f"\"classes\" or \"scores\". Signature was: {_debug_string(signature)}")
         result = self._examples_run(signature_name, examples)
         classes, scores = result.get("classes"), result.get("scores")
-        for tensor in (classes, scores):
-            if tensor is not None and tensor.ndim != 2:
-                raise ServingError(grpc.StatusCode.INTERNAL, f"Expected Tensor shape: [batch_size num_classes] but got "
-                                              f"{list(tensor.shape)}")
+        for name, tensor, dtype in (("classes", classes, "DT_STRING"), ("scores", scores, "DT_FLOAT")):
+            if tensor is None:
+                continue
+            if tensor.ndim != 2:
+                raise invalid_argument(f"Expected Tensor shape: [batch_size num_classes] but got "
+                                       f"{_shape_string(tensor.shape)}")
+            if tensor.shape[0] != len(examples):
+                raise invalid_argument(f"Expected {name} output batch size of {len(examples)}. Got: {tensor.shape[0]}")
         return classes, scores
 
     def regress(self, signature_name: str, examples: list[bytes]) -> np.ndarray:
-        signature = self._signature_def(signature_name)
+        """The regression values as TF Serving's Regress computes them (regressor.cc)."""
+        signature = self._example_signature(signature_name, "regression")
+        if len(signature.outputs) != 1:
+            raise invalid_argument("Expected one output Tensor.")
         _check_example_input(signature, "regression")
-        if set(signature.outputs) != {"outputs"}:
-            raise invalid_argument(f"Expected one output Tensor named \"outputs\"; signature has "
-                                   f"{sorted(signature.outputs)}")
+        if "outputs" not in signature.outputs:
+            raise invalid_argument(f"No regression outputs found in SignatureDef: {_debug_string(signature)}")
         values = self._examples_run(signature_name, examples)["outputs"]
-        if values.ndim > 2 or values.size != len(examples):
-            raise ServingError(grpc.StatusCode.INTERNAL, "Expected output Tensor shape to be either [batch_size] or "
-                                          f"[batch_size, 1] but got {list(values.shape)}")
+        if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
+            raise invalid_argument("Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
+                                   f"but got {_shape_string(values.shape)}")
+        if values.shape[0] != len(examples):
+            raise invalid_argument(f"Input batch size did not match output batch size: {len(examples)} vs. "
+                                   f"{values.shape[0]}")
         return values.reshape(-1)
 
-    def _signature_def(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
-        self._function(signature_name)  # the same not-found error as Predict
-        return self.signature_defs[signature_name or DEFAULT_SIGNATURE]
+    def _example_signature(self, signature_name: str, kind: str) -> meta_graph_pb2.SignatureDef:
+        signature = self.signature_def(signature_name)
+        if signature is None:
+            raise invalid_argument(f"No signature was found with the name: {signature_name or DEFAULT_SIGNATURE}")
+        if len(signature.inputs) != 1:
+            raise invalid_argument("Expected one input Tensor.")
+        return signature
 
     def _examples_run(self, signature_name: str, examples: list[bytes]) -> dict[str, np.ndarray]:
         if not examples:
-            raise invalid_argument("Input is empty: send at least one example")
+            raise invalid_argument("Input is empty.")  # servables/tensorflow/util.cc
         self._check_batch(len(examples))
-        (input_name,) = self.input_specs(signature_name)
-        return self._run(signature_name, {input_name: tf.constant(examples, tf.string)})
+        function = self._function(signature_name)
+        (input_name,) = dict(function.structured_input_signature[1])
+        return self._call(signature_name, function, {input_name: tf.constant(examples, tf.string)})
 
 
 def _check_example_input(signature: meta_graph_pb2.SignatureDef, kind: str):
-    if len(signature.inputs) != 1:
-        raise invalid_argument("Expected one input Tensor.")
-    if "inputs" not in signature.inputs or signature.inputs["inputs"].dtype != tf.string.as_datatype_enum:
-        raise invalid_argument(f"No {kind} inputs found in SignatureDef: expected one string input "
-                               f"\"inputs\" (serialized tf.Examples), got {sorted(signature.inputs)}")
+    if "inputs" not in signature.inputs:
+        raise invalid_argument(f"No {kind} inputs found in SignatureDef: {_debug_string(signature)}")
 
 
-def _as_tensor(name: str, value: np.ndarray, spec: tf.TensorSpec) -> tf.Tensor:
+def _debug_string(message) -> str:
+    """A proto as C++'s DebugString writes it (protobuf text format), as TF Serving quotes signatures."""
+    return text_format.MessageToString(message)
+
+
+def _shape_string(shape) -> str:
+    """TensorShape::DebugString: [2,3]."""
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def _as_tensor(index: int, name: str, value: np.ndarray, spec: tf.TensorSpec) -> tf.Tensor:
+    """The input as the signature's dtype; a mismatch gets TensorFlow's feed error (session->Run)."""
     value = np.asarray(value)
     wanted = spec.dtype
-    if wanted == tf.string:
-        if value.dtype.kind not in "SUO":
-            raise invalid_argument(f"input '{name}': expects string values but {value.dtype} values were sent")
-    elif wanted.is_integer and value.dtype.kind not in "iu":
-        raise invalid_argument(f"input '{name}': expects {wanted.name} values but {value.dtype} values were sent")
-    elif wanted.is_floating and value.dtype.kind not in "iuf":
-        raise invalid_argument(f"input '{name}': expects {wanted.name} values but {value.dtype} values were sent")
+    sent = _dtype_name(value)
+    if sent != wanted.name and not (wanted == tf.string and value.dtype.kind in "SUO"):
+        raise invalid_argument(f"Expects arg[{index}] to be {_tf_type_string(wanted)} but "
+                               f"{_tf_type_string(tf.as_dtype(sent)) if sent else value.dtype} is provided")
     if not spec.shape.is_compatible_with(value.shape):
         raise invalid_argument(f"input '{name}': expects shape {spec.shape.as_list()} (None = any) "
                                f"but got {list(value.shape)}")
     return tf.constant(value, dtype=wanted)
+
+
+def _dtype_name(value: np.ndarray) -> str | None:
+    if value.dtype.kind in "SUO":
+        return "string"
+    try:
+        return tf.as_dtype(value.dtype).name
+    except TypeError:
+        return None
+
+
+def _tf_type_string(dtype: tf.DType) -> str:
+    """TensorFlow's DataTypeString ("float", "int64", "string")."""
+    return types_pb2.DataType.Name(dtype.as_datatype_enum)[3:].lower()
 
 
 def _essential(message: str) -> str:

@@ -18,6 +18,7 @@ from aiohttp import web
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.standin import proto_api
+from serving.standin.connections import ConnectionGuard, ConnectionLimits
 from serving.standin.grpc_service import grpc_server
 from serving.standin.registry import ModelRegistry
 from serving.standin.rest import rest_app
@@ -30,12 +31,13 @@ class StandInServer:
 
     def __init__(self, server_config: model_server_config_pb2.ModelServerConfig, host: str = "127.0.0.1",
                  rest_port: int = 8501, grpc_port: int = 8500, max_batch_size: int = 1024,
-                 poll_seconds: float = 2.0, workers: int = 8):
+                 poll_seconds: float = 2.0, workers: int = 8, limits: ConnectionLimits = ConnectionLimits()):
         self.registry = ModelRegistry(server_config, max_batch_size, warm_up=proto_api.warm_up)
         self.host = host
         self.rest_port, self.grpc_port = rest_port, grpc_port
         self._poll_seconds = poll_seconds
         self._workers = workers
+        self.connections = ConnectionGuard(limits)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rest")
         self._grpc = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -58,18 +60,24 @@ class StandInServer:
 
     def _run_rest(self, ready: threading.Event, failure: list):
         self._loop = asyncio.new_event_loop()
-        runner = web.AppRunner(rest_app(self.registry, self._pool), access_log=None)
+        limits = self.connections.limits
+        runner = web.AppRunner(rest_app(self.registry, self._pool, self.connections), access_log=None,
+                               keepalive_timeout=limits.idle_seconds)
         try:
             self._loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, self.host, self.rest_port)
-            self._loop.run_until_complete(site.start())
-            self.rest_port = runner.addresses[0][1]  # the port bound when 0 was asked for
+            # The guard wraps aiohttp's protocol, so the server is created here rather than by a TCPSite.
+            server = self._loop.run_until_complete(self._loop.create_server(
+                self.connections.protocol_factory(runner.server), self.host, self.rest_port))
+            self.rest_port = server.sockets[0].getsockname()[1]  # the port bound when 0 was asked for
         except OSError as err:
             failure.append(OSError(f"cannot bind the REST server to {self.host}:{self.rest_port}: {err}"))
             ready.set()
             return
+        sweeper = self._loop.create_task(self.connections.sweep())
         ready.set()
         self._loop.run_forever()
+        sweeper.cancel()
+        server.close()
         self._loop.run_until_complete(runner.cleanup())
         self._loop.close()
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from features.config import ConfigError, load_config, parse_config
@@ -116,3 +118,29 @@ def test_the_dense_update_limit_follows_the_optimiser_and_compilation_unless_set
     assert limit(optimizer="lazy_adam", jit_compile=True) == 200_000  # XLA compiles the sparse path poorly
     assert limit(optimizer="lazy_adam", jit_compile=False) == 20_000
     assert limit(optimizer="lazy_adam", jit_compile=False, dense_update_max_rows=500) == 500
+
+
+def test_a_trained_model_directory_carries_its_resolved_config(config, tmp_path, monkeypatch):
+    from features.config import MODEL_CONFIG_FILE, load_config, write_model_config
+
+    monkeypatch.chdir(tmp_path)  # relative paths become absolute, so the directory works from anywhere
+    relative = config.model_copy(update={"artifacts_dir": "artifacts/x"})
+    write_model_config(relative, tmp_path / "model")
+    reloaded = load_config(tmp_path / "model" / MODEL_CONFIG_FILE)
+    assert reloaded.artifacts == tmp_path / "artifacts" / "x" and reloaded.model_dir == tmp_path / "model"
+    assert reloaded.features == config.features and reloaded.model == config.model
+    assert Path(reloaded.input.path).is_absolute()
+
+
+@pytest.mark.parametrize("model, units", [
+    ({"backbone": "shared_bottom"}, [256, 128]),
+    *[({"backbone": name}, []) for name in ("mmoe", "ple", "cgc", "adatt")],
+    ({"backbone": "shared_bottom", "bottom": "dtrn"}, []),
+    ({"backbone": "mmoe", "bottom_units": [32]}, [32]),
+    ({"backbone": "shared_bottom", "bottom_units": []}, []),
+])
+def test_an_unset_bottom_is_the_paper_form_of_the_backbone(raw_config, model, units):
+    """The mixtures' experts read the input itself, as in their papers; Shared-Bottom is its MLP."""
+    raw_config["model"] = {key: value for key, value in raw_config["model"].items() if key != "bottom_units"}
+    raw_config["model"].update(model)
+    assert parse_config(raw_config).model.bottom_units == units

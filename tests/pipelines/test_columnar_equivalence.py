@@ -17,7 +17,7 @@ from features.artifacts import Artifacts
 from features.config import parse_config
 from pipelines import synthetic
 from pipelines.preprocess import run_preprocess
-from pipelines.sources import InputError
+from pipelines.input_files import InputError
 
 ROWS = 400
 VOCABULARY_FEATURES = ("user_id", "user_gender", "user_city", "item_id", "item_category", "item_brand",
@@ -130,11 +130,12 @@ def test_the_saved_transform_reads_its_own_vocabulary_assets_after_the_engine_is
         np.testing.assert_allclose(outputs["columnar"][name], outputs["beam"][name], rtol=1e-6, err_msg=name)
 
 
-def test_the_columnar_engine_turns_parquet_input_away_with_a_clear_error(raw_config, tmp_path):
-    path = tmp_path / "logs.parquet"
-    next(synthetic.iter_chunks(synthetic.SyntheticSpec(rows=20, seed=1))).to_parquet(path)
+def test_the_columnar_engine_turns_tf_example_input_away_with_a_clear_error(raw_config, tmp_path):
+    path = tmp_path / "logs.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(tf.train.Example().SerializeToString())
     raw_config["input"] = {"path": str(path)}
     raw_config["pipeline"]["engine"] = "columnar"
     config = parse_config(raw_config)
-    with pytest.raises(InputError, match="columnar engine reads CSV.*use pipeline.engine: beam"):
+    with pytest.raises(InputError, match="columnar engine reads csv and parquet.*use pipeline.engine: beam"):
         run_preprocess(config, tmp_path / "artifacts")

@@ -29,7 +29,8 @@ def good_row(config):
 def test_each_odd_value_is_typed_or_rejected_as_the_row_validator_does(config, good_row):
     rows = [dict(good_row, **{column: text}) for column, text in ODD_VALUES]
     batch = pa.RecordBatch.from_pylist(rows)
-    valid, letters = ColumnarValidator(config)(batch)
+    valid = ColumnarValidator(config)(batch, "logs.csv")
+    letters = valid.dead_letters
     reference = RowValidator(config)
     expected_rows, expected_letters = [], []
     for row in rows:
@@ -48,13 +49,41 @@ def test_each_odd_value_is_typed_or_rejected_as_the_row_validator_does(config, g
 
 def test_an_optional_column_the_file_lacks_takes_its_default(config, good_row):
     del good_row["user_gender"]
-    valid, letters = ColumnarValidator(config)(pa.RecordBatch.from_pylist([good_row, good_row]))
-    assert letters == [] and valid.table.column("user_gender").to_pylist() == ["U", "U"]
+    valid = ColumnarValidator(config)(pa.RecordBatch.from_pylist([good_row, good_row]), "logs.csv")
+    assert valid.dead_letters == [] and valid.table.column("user_gender").to_pylist() == ["U", "U"]
 
 
 def test_a_bad_row_keeps_its_fields_in_the_dead_letter(config, good_row):
     batch = pa.RecordBatch.from_pylist([dict(good_row, user_city="a, b", item_price="x")])
-    valid, (letter,) = ColumnarValidator(config)(batch)
-    assert valid.table.num_rows == 0
+    valid = ColumnarValidator(config)(batch, "logs.csv")
+    (letter,) = valid.dead_letters
+    assert valid.table.num_rows == 0 and letter["file"] == "logs.csv"
     assert letter["reason"] == "invalid_float" and letter["field"] == "item_price"
     assert next(csv.reader([letter["row"]]))[list(good_row).index("user_city")] == "a, b"
+
+
+def test_typed_parquet_columns_validate_as_the_row_validator_validates_their_values(config, good_row):
+    """Parquet hands over numbers, nulls, large strings and lists; each row must meet the reference's fate."""
+    typed = dict(good_row, user_age=30, timestamp=1700000000, item_price=10.5, user_activity=1.0, position=2,
+                 hour=13, click=1, conversion=0, dwell_time=1.0, true_ctr=0.1, true_cvr=0.1, true_ctcvr=0.01,
+                 item_tags=["t1", "t2"], hist_click_items=["i1"], hist_cart_items=[], hist_purchase_items=None)
+    odd = [{}, {"user_age": None}, {"item_price": float("inf")}, {"item_price": None}, {"item_tags": ["a", " "]},
+           {"hist_click_items": ["i1"] * 1001}, {"click": 2}, {"user_id": None}, {"user_gender": None},
+           {"timestamp": 1.5}, {"conversion": 1, "click": 0}]
+    rows = [dict(typed, **change) for change in odd]
+    schema = pa.Schema.from_pandas(__import__("pandas").DataFrame([typed])).remove_metadata()
+    schema = schema.set(schema.get_field_index("user_id"), pa.field("user_id", pa.large_string()))
+    schema = schema.set(schema.get_field_index("timestamp"), pa.field("timestamp", pa.float64()))
+    batch = pa.RecordBatch.from_pylist(rows, schema=schema)
+    valid = ColumnarValidator(config)(batch, "logs.parquet")
+    reference, expected_reasons, expected_rows = RowValidator(config), [], []
+    for row in batch.to_pylist():
+        try:
+            expected_rows.append(reference(row))
+        except RowError as err:
+            expected_reasons.append((err.reason, err.field))
+    assert [(l["reason"], l["field"]) for l in valid.dead_letters] == expected_reasons
+    assert len(expected_reasons) == 7
+    for ours, theirs in zip(valid.table.to_pylist(), expected_rows):
+        for name, value in ours.items():
+            assert value == pytest.approx(theirs[name], rel=1e-7) if isinstance(value, float) else value == theirs[name]

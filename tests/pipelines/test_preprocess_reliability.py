@@ -82,7 +82,7 @@ def config(tmp_path_factory):
     raw = yaml.safe_load(SAMPLE_CONFIG.read_text())
     raw["input"]["path"] = str(logs)
     raw["artifacts_dir"] = str(workdir / "artifacts")
-    raw["pipeline"].update(num_shards=3, max_bad_fraction=0.05)
+    raw["pipeline"].update(engine="beam", num_shards=3, max_bad_fraction=0.05)
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_config(path)

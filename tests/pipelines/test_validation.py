@@ -4,8 +4,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from features.config import load_config
 from pipelines import validation as v
-from pipelines.validation import RowError, RowValidator, parse_csv_line
+from pipelines.row_formats import RawRowParser
+from pipelines.validation import RowError, RowValidator
+from tests.conftest import SAMPLE_CONFIG
+
+_CSV = load_config(SAMPLE_CONFIG)  # its input is a comma-separated CSV with a header
+
+
+def parse_csv_line(line: str, header: list[str]) -> dict:
+    return RawRowParser(_CSV, header)(line)
 
 
 @pytest.fixture

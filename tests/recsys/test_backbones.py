@@ -2,8 +2,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recsys.layers.backbones import PLE, AdaTT, AdaTTLevel, CGCLevel, MMoE, SharedBottom, mean_of
+from recsys.layers.adatt import AdaTT, AdaTTLevel
 from recsys.layers.experts import ExpertGroup, GatedMixture
+from recsys.layers.mmoe import MMoE
+from recsys.layers.multitask import mean_of
+from recsys.layers.ple import PLE, CGCLevel
+from recsys.layers.shared_bottom import SharedBottom
 
 TASKS, BATCH, DIM, WIDTH = 3, 8, 6, 4
 
@@ -70,8 +74,10 @@ def test_gate_sizes_follow_the_papers():
     # PLE: a task gate mixes its 2 own + 1 shared experts; the shared gate all 3·2 + 1, at level 1 only
     assert gate_sizes(PLE(TASKS, 2, 2, 1, [WIDTH])) == {
         **{f"level{j}/{t}": 3 for j in (1, 2) for t in tasks}, "level1/shared": 7}
-    # AdaTT: every task gate reaches every task's experts and the shared ones
-    assert gate_sizes(AdaTT(TASKS, 2, 2, 1, [WIDTH])) == {f"level{j}/{t}": 7 for j in (1, 2) for t in tasks}
+    # AdaTT: every gate reaches every task's experts and the shared ones; the shared unit has its
+    # own gate at every level but the last (mtl_lib.py's AdaTTWSharedExps)
+    assert gate_sizes(AdaTT(TASKS, 2, 2, 1, [WIDTH])) == {
+        **{f"level{j}/{t}": 7 for j in (1, 2) for t in tasks}, "level1/shared": 7}
     assert gate_sizes(AdaTT(TASKS, 1, 2, expert_units=[WIDTH])) == {f"level1/{t}": 6 for t in tasks}
 
 
@@ -154,34 +160,62 @@ def test_ple_level2_gates_are_computed_from_the_level1_outputs():
 
 
 def test_adatt_output_is_the_gated_mixture_plus_the_native_expert_residual():
-    layer = AdaTT(TASKS, 1, 2, 1, [8, WIDTH])
+    layer = AdaTT(TASKS, 2, 2, 1, [8, WIDTH])
     inputs = task_inputs()
     layer(inputs)
     level = layer.levels[0]
+    assert len(level.native_weights) == TASKS + 1  # every task unit and the shared one
     for weights in level.native_weights:
-        np.testing.assert_array_equal(weights, [1.0, 1.0])  # initially a plain sum of the native experts
-        weights.assign([0.5, -2.0])
+        weights.assign(np.linspace(-2.0, 0.5, weights.shape[0]))
     outputs, gates = layer(inputs, return_gates=True)
+    level1_outputs, level1_shared, _ = level(inputs, mean_of(inputs))
     own = [tf.stack(group(x), axis=1) for group, x in zip(level.task_groups, inputs)]
-    every = tf.concat(own + [tf.stack(level.shared_group(mean_of(inputs)), axis=1)], axis=1)
+    shared = tf.stack(level.shared_group(mean_of(inputs)), axis=1)
+    every = tf.concat(own + [shared], axis=1)
+    for unit, (output, experts) in enumerate(zip(level1_outputs + [level1_shared], own + [shared])):
+        gate = gates[f"level1/task{unit}" if unit < TASKS else "level1/shared"]
+        mixture = tf.einsum("be,bed->bd", gate, every)
+        residual = tf.einsum("e,bed->bd", level.native_weights[unit], experts)
+        assert not np.allclose(residual, 0.0)
+        np.testing.assert_allclose(output - mixture, residual, rtol=1e-4, atol=1e-5)
+
+
+def test_adatt_native_weights_start_as_the_official_code_initialises_them():
+    """Uniform in ±sqrt(1/n) per unit of n experts (mtl_lib.py), not a plain sum of ones."""
+    tf.keras.utils.set_random_seed(3)
+    layer = AdaTT(TASKS, 1, 4, 2, [WIDTH], name="wide")
+    layer(task_inputs())
+    task_weights = np.concatenate([w.numpy() for w in layer.levels[0].native_weights])
+    assert len(task_weights) == TASKS * 4  # one level: no shared gate, so no shared residual
+    assert np.all(np.abs(task_weights) <= np.sqrt(1 / 4))
+    assert len(np.unique(task_weights)) == len(task_weights) and np.any(task_weights < 0)
+
+
+def test_adatt_with_one_expert_per_unit_adds_each_expert_unweighted():
+    """mtl_lib.py learns no native weights when every unit has one expert: the residual is the expert."""
+    layer = AdaTT(TASKS, 1, 1, 1, [8, WIDTH])
+    inputs = task_inputs()
+    outputs, gates = layer(inputs, return_gates=True)
+    level = layer.levels[0]
+    assert not any("native" in v.name for v in layer.trainable_variables)
+    own = [group(x)[0] for group, x in zip(level.task_groups, inputs)]
+    every = tf.stack(own + level.shared_group(mean_of(inputs)), axis=1)
     for k in range(TASKS):
         mixture = tf.einsum("be,bed->bd", gates[f"level1/task{k}"], every)
-        residual = tf.einsum("e,bed->bd", tf.constant([0.5, -2.0]), own[k])
-        assert not np.allclose(residual, 0.0)
-        np.testing.assert_allclose(outputs[k] - mixture, residual, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(outputs[k] - mixture, own[k], rtol=1e-4, atol=1e-5)
 
 
-def test_adatt_levels_read_each_task_output_and_their_mean():
+def test_adatt_upper_shared_experts_read_the_shared_fusion_unit_not_the_task_mean():
     layer = AdaTT(TASKS, 2, 2, 1, [8, WIDTH])
     inputs = task_inputs()
     outputs = layer(inputs)
-    level1_outputs, _ = layer.levels[0](inputs, mean_of(inputs))
-    expected, _ = layer.levels[1](level1_outputs, mean_of(level1_outputs))
-    # a shared input other than the mean of the level-1 outputs gives another result
-    other, _ = layer.levels[1](level1_outputs, level1_outputs[0])
+    level1_outputs, level1_shared, _ = layer.levels[0](inputs, mean_of(inputs))
+    expected, no_shared, _ = layer.levels[1](level1_outputs, level1_shared)
+    assert no_shared is None  # the last level has no shared gate
+    mean_fed, _, _ = layer.levels[1](level1_outputs, mean_of(level1_outputs))
     for k in range(TASKS):
         np.testing.assert_allclose(outputs[k], expected[k], rtol=1e-5)
-        assert not np.allclose(outputs[k], other[k])
+        assert not np.allclose(outputs[k], mean_fed[k])
 
 
 def test_backbones_round_trip_through_get_config(backbone):
@@ -194,7 +228,8 @@ def test_backbones_round_trip_through_get_config(backbone):
 
 @pytest.mark.parametrize("layer", [
     ExpertGroup(2, [8, WIDTH], dropout=0.1), GatedMixture(3),
-    CGCLevel(TASKS, 2, 1, [WIDTH], with_shared_gate=True), AdaTTLevel(TASKS, 2, 0, [WIDTH])],
+    CGCLevel(TASKS, 2, 1, [WIDTH], with_shared_gate=True), AdaTTLevel(TASKS, 2, 0, [WIDTH]),
+    AdaTTLevel(TASKS, 1, 2, [WIDTH], with_shared_gate=True)],
     ids=lambda layer: type(layer).__name__)
 def test_building_blocks_round_trip_through_get_config(layer):
     assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()

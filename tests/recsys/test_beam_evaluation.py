@@ -51,14 +51,15 @@ def setup(tmp_path_factory):
 def test_beam_job_matches_in_process_metrics(setup):
     from pipelines.eval_rows import read_eval_rows
     from recsys.evaluation import metrics
+    from pipelines.preprocess import ReadSplitRows
     from recsys.evaluation.beam_evaluation import run_beam_evaluation
     from recsys.evaluation.compare import label_columns, score_examples
     from features.examples import to_example
     from serving.scoring import ExportedModel
 
     config, workdir = setup
-    report = run_beam_evaluation(config, workdir / "model", workdir / "beam")
-    rows, _ = read_eval_rows(config)
+    report = run_beam_evaluation(config, workdir / "model", workdir / "beam", ReadSplitRows(config, "eval"))
+    rows = read_eval_rows(config)
     scores = score_examples({"m": ExportedModel(workdir / "model").score},
                             [to_example(config, row) for row in rows])["m"]
     columns = label_columns(config, rows)

@@ -110,3 +110,63 @@ def grpc_client(server, served_config):
     with GrpcClient(f"127.0.0.1:{server.grpc_port}", MODEL_NAME, timeout=60,
                     column_types=column_types(served_config)) as client:
         yield client
+
+
+TINY_MODEL = "half"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A SavedModel of a few tiny signatures (TF Serving's half_plus_two, grown a little), written in seconds:
+    `serving_default` (x → y = x/2 + 2), `multi` (three inputs of three dtypes), `classify_x` and `regress_x`
+    (serialized tf.Examples with a float feature "x")."""
+    import tensorflow as tf
+
+    class HalfPlusTwo(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def predict(self, x):
+            return {"y": x * 0.5 + 2.0}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None], tf.string),
+                                      tf.TensorSpec([None], tf.int64)])
+        def multi(self, a, b, c):
+            return {"total": tf.reduce_sum(a, axis=1), "echo_bytes": b, "doubled": c * 2}
+
+        def _x(self, inputs):
+            return tf.io.parse_example(inputs, {"x": tf.io.FixedLenFeature([], tf.float32)})["x"]
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def classify(self, inputs):
+            p = tf.sigmoid(self._x(inputs))
+            return {"scores": tf.stack([1.0 - p, p], axis=1)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def regress(self, inputs):
+            return {"outputs": self._x(inputs) * 0.5 + 2.0}
+
+    module = HalfPlusTwo()
+    base = tmp_path_factory.mktemp("tiny") / TINY_MODEL
+    tf.saved_model.save(module, str(base / "1"), signatures={
+        "serving_default": module.predict, "multi": module.multi,
+        "classify_x": module.classify, "regress_x": module.regress})
+    return base
+
+
+def tiny_config(base_path):
+    from serving.standin.registry import single_model_config
+
+    config = single_model_config(TINY_MODEL, base_path)
+    config.model_config_list.config[0].version_labels["stable"] = 1
+    return config
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_model_dir):
+    """The stand-in serving the tiny model on loopback, with the label `stable` → version 1."""
+    from serving.standin.server import StandInServer
+
+    stand_in = StandInServer(tiny_config(tiny_model_dir), host="127.0.0.1", rest_port=0, grpc_port=0,
+                             max_batch_size=64, poll_seconds=30, workers=2)
+    stand_in.start()
+    yield stand_in
+    stand_in.stop()

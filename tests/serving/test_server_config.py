@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import yaml
 from google.protobuf import text_format
-from tensorflow.core.example import example_pb2
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
 
 from features.config import ConfigError, parse_config
 from serving.server_config import _message_classes, write_server_config
@@ -56,46 +57,56 @@ def test_a_broken_models_config_is_reported_with_its_path(tmp_path):
         read_model_config(path)
 
 
+def _infos(**dtypes):
+    return {name: meta_graph_pb2.TensorInfo(dtype=dtype.as_datatype_enum) for name, dtype in dtypes.items()}
+
+
 def test_predict_bodies_in_row_and_columnar_form_with_b64_values():
+    # tensorflow_serving/util/json_tensor.cc: tensors typed by the signature's inputs.
     encoded = {"b64": base64.b64encode(b"\x01\x00").decode()}  # a trailing NUL must survive
-    inputs, row_form = rest_json.predict_inputs({"instances": [encoded, encoded]}, ["examples"])
-    assert row_form and inputs["examples"].tolist() == [b"\x01\x00", b"\x01\x00"]
-    inputs, row_form = rest_json.predict_inputs({"instances": [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]}, ["a", "b"])
-    assert inputs["a"].tolist() == [1, 2] and inputs["b"].tolist() == ["x", "y"]
-    inputs, row_form = rest_json.predict_inputs({"inputs": {"a": [1.5], "b": ["x"]}}, ["a", "b"])
-    assert not row_form and inputs["a"].dtype == np.float64
-    assert rest_json.predict_response({"ctr": np.array([0.5, 0.25])}, row_form=True) == {"predictions": [0.5, 0.25]}
-    assert rest_json.predict_response({"ctr": np.array([0.5]), "cvr": np.array([0.1])}, row_form=True) == {
-        "predictions": [{"ctr": 0.5, "cvr": 0.1}]}
-    assert rest_json.predict_response({"x": np.array([b"\xff"], dtype=object)}, row_form=False) == {
+    tensors, row_form = rest_json.predict_tensors({"instances": [encoded, encoded]}, _infos(examples=tf.string), "")
+    assert row_form and tf.make_ndarray(tensors["examples"]).tolist() == [b"\x01\x00", b"\x01\x00"]
+    infos = _infos(a=tf.int64, b=tf.string)
+    tensors, row_form = rest_json.predict_tensors({"instances": [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}]}, infos, "")
+    assert tf.make_ndarray(tensors["a"]).tolist() == [1, 2] and tf.make_ndarray(tensors["b"]).tolist() == [b"x", b"y"]
+    tensors, row_form = rest_json.predict_tensors({"inputs": {"a": [15], "b": ["x"]}}, infos, "")
+    assert not row_form and tf.make_ndarray(tensors["a"]).dtype == np.int64
+    ctr, cvr = tf.make_tensor_proto(np.float32([0.5, 0.25])), tf.make_tensor_proto(np.float32([0.1, 0.2]))
+    assert rest_json.predict_json({"ctr": ctr}, row_format=True) == {"predictions": [0.5, 0.25]}
+    assert rest_json.predict_json({"ctr": ctr, "cvr": cvr}, row_format=True) == {
+        "predictions": [{"ctr": 0.5, "cvr": 0.1}, {"ctr": 0.25, "cvr": 0.2}]}
+    assert rest_json.predict_json({"x_bytes": tf.make_tensor_proto([b"\xff"])}, row_format=False) == {
         "outputs": [{"b64": "/w=="}]}
 
 
-@pytest.mark.parametrize("body, message", [
-    ({}, "Missing 'inputs' or 'instances'"),
-    ({"instances": [1], "inputs": [1]}, "Both 'inputs' and 'instances'"),
-    ({"instances": [{"a": 1}, {"b": 2}]}, "instances[0] is missing b"),
-    ({"instances": [[1, 2], [3]]}, "rectangular"),
-    ({"instances": [{"b64": "***"}]}, "invalid base64"),
+@pytest.mark.parametrize("body, message", [  # json_tensor.cc's words
+    ({}, "Missing 'inputs' or 'instances' key"),
+    ({"instances": [1], "inputs": [1]}, "Not formatted correctly expecting only one of 'inputs' or 'instances'"),
+    ({"instances": [{"a": 1}, {"b": 2}]}, "keys must be equal to: a,b"),
+    ({"instances": [["x", "y"], ["z"]]}, "Expecting tensor size: 2 but got: 1"),
+    ({"instances": [{"b64": "***"}]}, "Unable to base64 decode"),
 ])
 def test_malformed_predict_bodies_are_invalid_arguments_naming_the_problem(body, message):
+    dict_rows = "instances" in body and isinstance(body["instances"][0], dict) and "b64" not in body["instances"][0]
     with pytest.raises(ServingError) as refused:
-        rest_json.predict_inputs(body, ["a", "b"] if "instances" in body and isinstance(body["instances"][0], dict)
-                                 and "b64" not in body["instances"][0] else ["examples"])
+        rest_json.predict_tensors(body, _infos(a=tf.int64, b=tf.int64) if dict_rows else _infos(examples=tf.string),
+                                  "")
     assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT and refused.value.http_status == 400
     assert message in refused.value.message
 
 
-def test_classify_examples_are_merged_over_the_context_and_typed_like_tf_serving():
-    (serialized,) = rest_json.examples_of({"context": {"user": "u1", "age": 30, "price": 9.0},
-                                           "examples": [{"price": 2.5, "tags": ["a", "b"]}]})
-    feature = example_pb2.Example.FromString(serialized).features.feature
-    assert feature["user"].bytes_list.value == [b"u1"] and feature["age"].int64_list.value == [30]
-    assert feature["price"].float_list.value == [2.5] and feature["tags"].bytes_list.value == [b"a", b"b"]
-    with pytest.raises(ServingError, match="feature 'flag'"):
-        rest_json.examples_of({"examples": [{"flag": [1, "x"]}]})
-    with pytest.raises(ServingError, match="non-empty list"):
-        rest_json.examples_of({"examples": []})
+def test_classify_examples_keep_the_context_apart_and_are_typed_like_tf_serving():
+    model_input = rest_json.examples_input({"context": {"user": "u1", "age": 30, "price": 9.0},
+                                            "examples": [{"price": 2.5, "tags": ["a", "b"]}]})
+    context = model_input.example_list_with_context.context.features.feature
+    (example,) = model_input.example_list_with_context.examples
+    assert context["user"].bytes_list.value == [b"u1"] and context["age"].int64_list.value == [30]
+    assert example.features.feature["price"].float_list.value == [2.5]
+    assert example.features.feature["tags"].bytes_list.value == [b"a", b"b"]
+    with pytest.raises(ServingError, match="Unexpected element type in feature: flag expecting type: int64"):
+        rest_json.examples_input({"examples": [{"flag": [1, "x"]}]})
+    with pytest.raises(ServingError, match="'examples' value is an empty array"):
+        rest_json.examples_input({"examples": []})
 
 
 def test_the_command_line_writes_the_files_and_explains_a_serve_without_a_model(tmp_path, raw_config, capsys):

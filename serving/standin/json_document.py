@@ -1,0 +1,239 @@
+"""JSON documents read and quoted by the rules of RapidJSON, TF Serving's JSON library.
+
+`json_tensor.cc` parses request bodies with RapidJSON (iterative, `NaN` and
+`Infinity` allowed, stopping after the first complete value) and quotes
+offending values in its messages with RapidJSON's PrettyWriter, cut after
+256 bytes (`JsonValueToDebugString`). Python's decoder differs in each of
+these, so this module bridges: an integer beyond 64 bits is a double, a
+number beyond double range is refused, the parse messages are RapidJSON's
+(`error/en.h`), and quoting is iterative so any nesting is safe.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from decimal import Decimal
+
+from serving.standin.errors import ServingError, invalid_argument
+
+_INT64_MIN = -2**63
+_UINT64_MAX = 2**64 - 1
+_DEBUG_STRING_BYTES = 256  # json_tensor.cc: kMaxJsonDebugStringBytes
+
+# RapidJSON's English messages (error/en.h) for the failures Python's decoder reports.
+_PARSE_MESSAGES = {
+    "Expecting value": "Invalid value.",
+    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
+    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
+    "Unterminated string starting at": "Missing a closing quotation mark in string.",
+    "Invalid \\escape": "Invalid escape character in string.",
+    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
+    "Invalid control character at": "Invalid escape character in string.",
+}
+
+
+class _NumberTooBig(ValueError):
+    def __init__(self, literal: str):
+        super().__init__(literal)
+        self.literal = literal
+
+
+def _double(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):
+        raise _NumberTooBig(literal)
+    return value
+
+
+def _integer(literal: str) -> int | float:
+    """RapidJSON keeps integers of int64 or uint64 range; a longer one is read as a double."""
+    if len(literal) <= 21:
+        value = int(literal)
+        if _INT64_MIN <= value <= _UINT64_MAX:
+            return value
+    return _double(literal)
+
+
+_CONSTANTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_DECODER = json.JSONDecoder(parse_int=_integer, parse_float=_double, parse_constant=_CONSTANTS.__getitem__)
+
+
+def _parse_error(text: str, err: json.JSONDecodeError) -> ServingError:
+    message = _PARSE_MESSAGES.get(err.msg, "Invalid value.")
+    offset = err.pos
+    if err.msg == "Expecting ',' delimiter":
+        before = text[:offset].rstrip()
+        if before[-1:].isdigit() and text[offset:offset + 1] in (".", "e", "E"):
+            message = "Miss fraction part in number." if text[offset] == "." else "Miss exponent in number."
+            offset += 1
+        else:
+            message = ("Missing a comma or ']' after an array element." if _innermost(text, offset) == "["
+                       else "Missing a comma or '}' after an object member.")
+    elif err.msg == "Unterminated string starting at":
+        offset = len(text)
+    elif not text[offset:].strip():
+        message = "The document is empty." if not text.strip() else message
+    byte_offset = len(text[:offset].encode("utf-8", "surrogateescape"))  # RapidJSON counts bytes
+    return invalid_argument(f"JSON Parse error: {message} at offset: {byte_offset}")
+
+
+def _innermost(text: str, end: int) -> str:
+    """The bracket of the innermost array or object open at `end` (only read for an error message)."""
+    stack, in_string, escaped = [], False, False
+    for char in text[:end]:
+        if in_string:
+            in_string, escaped = (not (char == '"' and not escaped)), (char == "\\" and not escaped)
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            stack.append(char)
+        elif char in "]}" and stack:
+            stack.pop()
+    return stack[-1] if stack else ""
+
+
+# RapidJSON's kParseNanAndInfFlag reads NaN, -NaN, Inf, -Inf, Infinity and -Infinity; Python's decoder only
+# NaN, Infinity and -Infinity. Strings are matched first so that their contents stay as they are.
+_SPECIAL_NUMBER = re.compile(r'"(?:[^"\\]|\\.)*"|-?Inf(?!inity)|-NaN')
+
+
+def _spelled_for_python(match: re.Match) -> str:
+    token = match.group()
+    return token if token.startswith('"') else {"Inf": "Infinity", "-Inf": "-Infinity", "-NaN": "NaN"}[token]
+
+
+def _decode(text: str):
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    # raw_decode stops after the first value, as RapidJSON's kParseStopWhenDoneFlag does.
+    return _DECODER.raw_decode(text, start)[0]
+
+
+def parse_body(body: bytes) -> dict:
+    """The request's JSON object, or TF Serving's `JSON Parse error` (json_tensor.cc: ParseJson)."""
+    if not body:
+        raise invalid_argument("JSON Parse error: The document is empty")
+    text = body.decode("utf-8", "surrogateescape").removeprefix("\ufeff")  # RapidJSON skips a UTF-8 BOM
+    try:
+        try:
+            document = _decode(text)
+        except json.JSONDecodeError:
+            if "Inf" not in text and "NaN" not in text:
+                raise
+            text = _SPECIAL_NUMBER.sub(_spelled_for_python, text)  # only now: the rewrite reads every string
+            document = _decode(text)
+    except json.JSONDecodeError as err:
+        raise _parse_error(text, err) from None
+    except _NumberTooBig as err:
+        offset = max(text.find(err.literal), 0)
+        raise invalid_argument(f"JSON Parse error: Number too big to be stored in double. at offset: {offset}") \
+            from None
+    except RecursionError:
+        # RapidJSON parses iteratively and has no depth limit; Python's decoder has one. Deliberate
+        # divergence: a document nested about a thousand levels deep is refused here, never a 500.
+        raise invalid_argument("JSON Parse error: arrays or objects nested too deeply for the stand-in's "
+                               "parser (about 1000 levels)") from None
+    if not isinstance(document, dict):
+        raise format_error(document, "Is not object")
+    return document
+
+
+def format_error(value, *parts: str) -> ServingError:
+    """json_tensor.cc: FormatError."""
+    return invalid_argument(f"JSON Value: {debug_string(value)} {''.join(parts)}")
+
+
+# --- JsonValueToDebugString: RapidJSON's PrettyWriter (4-space indent, arrays on one line), cut near 256 bytes.
+
+def _number_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return rapidjson_double(value)
+
+
+def rapidjson_double(value: float) -> str:
+    """RapidJSON's Writer::Double (dtoa.h Prettify): shortest digits, `1.0` for whole numbers, `1e30` exponents."""
+    if not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("-Infinity" if value < 0 else "Infinity")
+    sign = "-" if math.copysign(1.0, value) < 0 else ""
+    if value == 0:
+        return f"{sign}0.0"
+    _, digit_tuple, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    point = len(digits) + exponent  # the value is 0.<digits> × 10^point
+    if exponent >= 0 and point <= 21:
+        return f"{sign}{digits}{'0' * exponent}.0"
+    if 0 < point <= 21:
+        return f"{sign}{digits[:point]}.{digits[point:]}"
+    if -6 < point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    mantissa = digits if len(digits) == 1 else f"{digits[0]}.{digits[1:]}"
+    return f"{sign}{mantissa}e{point - 1}"
+
+
+def _string_text(value: str) -> str:
+    """A JSON string as RapidJSON's Writer escapes it: text as is, control characters as \\u00XX in capitals."""
+    quoted = json.dumps(value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), ensure_ascii=False)
+    return _CONTROL_ESCAPE.sub(lambda match: match.group().upper().replace("\\U", "\\u"), quoted)
+
+
+_CONTROL_ESCAPE = re.compile(r"\\u00[0-9a-f]{2}")
+
+
+def debug_string(value) -> str:
+    """json_tensor.cc: JsonValueToDebugString; iterative, so any nesting depth is safe."""
+    out: list[str] = []
+    size = 0
+    # A stack of ("value", JSON value, indent level) and ("text", literal, level) still to write.
+    events: list = [("value", value, 0)]
+    while events and size < _DEBUG_STRING_BYTES:
+        kind, item, level = events.pop()
+        if kind == "text":
+            piece = item
+        elif isinstance(item, list):
+            piece = "["
+            children = [("value", child, level + 1) for child in item]
+            tail = [("text", "]", level)]
+            sequence = []
+            for i, child in enumerate(children):
+                if i:
+                    sequence.append(("text", ", ", level))
+                sequence.append(child)
+            events.extend(reversed(sequence + tail))
+        elif isinstance(item, dict):
+            piece = "{"
+            sequence = []
+            for i, (key, child) in enumerate(item.items()):
+                indent = "\n" + "    " * (level + 1)
+                sequence.append(("text", ("," if i else "") + indent + _string_text(key) + ": ", level))
+                sequence.append(("value", child, level + 1))
+            if item:
+                sequence.append(("text", "\n" + "    " * level, level))
+            sequence.append(("text", "}", level))
+            events.extend(reversed(sequence))
+        elif isinstance(item, str):
+            piece = _string_text(item)
+        elif item is None:
+            piece = "null"
+        else:
+            piece = _number_text(item)
+        out.append(piece)
+        size += len(piece.encode("utf-8", "surrogateescape"))
+    return "".join(out)
+
+
+def json_type(value) -> str:
+    """json_tensor.cc: JsonTypeString."""
+    if value is None:
+        return "Null"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
