@@ -30,6 +30,6 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["recsys*", "features*", "pipelines*", "serving*"]),
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=8", "hypothesis"], "bench": ["psutil"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist", "hypothesis"], "bench": ["psutil"]},
     entry_points={"console_scripts": ["recsys=recsys.cli:main"]},
 )
