@@ -73,16 +73,15 @@ def _matched_files(key: str, pattern: str) -> tuple[str, ...]:
 
         matches = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
     else:
-        matches = [path for path in glob.glob(pattern.removeprefix("file://"), recursive=True) if not os.path.isdir(path)]
+        matches = [path for path in glob.glob(pattern.removeprefix("file://"), recursive=True)
+                   if not os.path.isdir(path)]
     if not matches:
         raise InputError(f"{key}: no file matches '{pattern}'")
     return tuple(sorted(matches))
 
 
-
-
 def _first_lines(path: str, count: int) -> list[str]:
-    """Up to `count` lines (without line ends); `FileSystems.open` decompresses gzip, bz2, zstd by extension."""
+    """Up to `count` lines (without line ends), decompressed by the file's extension."""
     lines = []
     with open_input(path) as handle:
         for _ in range(count):

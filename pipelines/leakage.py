@@ -18,9 +18,9 @@ space (CVR on clicked rows), and only when each class has at least
 """
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from features.config import Config, Task
 from features.errors import RecsysError
@@ -33,17 +33,19 @@ class LeakageError(RecsysError):
 def check_label_leakage(config: Config, rows: list[dict], max_rows: int = 50_000, min_auc: float = 0.999,
                         max_distinct_fraction: float = 0.1, min_class_rows: int = 10) -> None:
     """Raises LeakageError listing every (feature, label) pair where the feature determines the label."""
-    sample = rows[:max_rows]
+    sample = pd.DataFrame.from_records(rows[:max_rows])
     findings = []
     for task in config.tasks:
-        if task.type != "binary":
+        if task.type != "binary" or sample.empty:
             continue
         space = _sample_space(config, task, sample)
-        labels = np.array([row[task.label] for row in space], dtype=np.int64)
+        labels = space[task.label].to_numpy(dtype=np.int64)
         if min(int(labels.sum()), int(len(labels) - labels.sum())) < min_class_rows:
             continue
         for feature in config.features:
-            values = [row.get(feature.source) for row in space]
+            if feature.source not in space:
+                continue
+            values = space[feature.source]
             reason = (_numeric_leak(values, labels, min_auc)
                       or _pure_values_leak(values, labels, max_distinct_fraction))
             if reason:
@@ -55,49 +57,37 @@ def check_label_leakage(config: Config, rows: list[dict], max_rows: int = 50_000
                              "remove these features or fix the columns they read")
 
 
-def _sample_space(config: Config, task: Task, rows: list[dict]) -> list[dict]:
+def _sample_space(config: Config, task: Task, rows: pd.DataFrame) -> pd.DataFrame:
     if task.sample_space is None:
         return rows
-    space_label = config.task(task.sample_space).label
-    return [row for row in rows if row[space_label] == 1]
+    return rows[rows[config.task(task.sample_space).label] == 1]
 
 
-def _numeric_leak(values: list, labels: np.ndarray, min_auc: float) -> str | None:
-    if not values or not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
-                             for v in values):
+def _numeric_leak(values: pd.Series, labels: np.ndarray, min_auc: float) -> str | None:
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         return None
-    known = np.array([v is not None for v in values])
-    numbers = np.array([v for v in values if v is not None], dtype=np.float64)
+    known = values.notna().to_numpy()
     known_labels = labels[known]
     if known_labels.min(initial=1) == known_labels.max(initial=0):
         return None
-    auc = single_feature_auc(numbers, known_labels)
+    auc = single_feature_auc(values.to_numpy(dtype=np.float64)[known], known_labels)
     if max(auc, 1.0 - auc) >= min_auc:
         return f"its single-feature AUC is {auc:.4f}"
     return None
 
 
 def single_feature_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC of ranking by `scores` (Mann-Whitney U with tied scores sharing their mean rank)."""
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(len(scores), dtype=np.float64)
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    ends = np.r_[starts[1:], len(scores)]
-    for start, end in zip(starts, ends):
-        ranks[order[start:end]] = (start + end + 1) / 2.0  # mean of the 1-based ranks start+1 .. end
-    positives = labels == 1
-    count_pos, count_neg = int(positives.sum()), int((~positives).sum())
-    return float((ranks[positives].sum() - count_pos * (count_pos + 1) / 2.0) / (count_pos * count_neg))
+    """ROC AUC of ranking by `scores`, tied scores sharing their mean rank (scikit-learn's)."""
+    return float(roc_auc_score(labels, scores))
 
 
-def _pure_values_leak(values: list, labels: np.ndarray, max_distinct_fraction: float) -> str | None:
-    classes = defaultdict(set)
-    for value, label in zip(values, labels):
-        classes[tuple(value) if isinstance(value, list) else value].add(int(label))
+def _pure_values_leak(values: pd.Series, labels: np.ndarray, max_distinct_fraction: float) -> str | None:
+    if values.dtype == object:
+        values = values.map(lambda v: tuple(v) if isinstance(v, list) else v)  # lists are not hashable
+    classes = pd.Series(labels, index=values.index).groupby(values, dropna=False).nunique()
     if len(classes) > max_distinct_fraction * len(values):
         return None  # id-like: purity is what one row per value gives anyway
-    if all(len(seen) == 1 for seen in classes.values()):
+    if (classes == 1).all():
         return (f"each of its {len(classes)} values occurs with one label value only "
                 f"({len(values):,} rows, both classes present)")
     return None

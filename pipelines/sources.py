@@ -55,12 +55,14 @@ def iter_records(config: Config, path: str) -> Iterator:
             yield line.decode("utf-8").rstrip("\r\n")
 
 
-def iter_split_rows(config: Config, split: str, limit: int | None = None) -> Iterator[dict]:
+def iter_split_rows(config: Config, split: str, limit: int | None = None,
+                    checked: tuple[list[InputSource], list[str] | None] | None = None) -> Iterator[dict]:
     """The validated rows `recsys preprocess` puts in `split`, in file order; invalid rows are skipped.
 
     Rows whose downstream label was repaired are yielded repaired; dropped rows are skipped.
+    `checked`: `input_sources(config)`'s result when the caller has it already.
     """
-    sources, header = input_sources(config)
+    sources, header = checked or input_sources(config)
     parse, validate, key_of = RawRowParser(config, header), RowValidator(config), row_split_key(config)
     split_test = config.split.test_fraction
     found = 0

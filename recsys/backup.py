@@ -23,7 +23,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from features.errors import RecsysError
-from recsys.atomic_files import write_atomically
+from features.atomic_files import write_atomically
 
 EPOCHS_FILE = "epochs.json"
 

@@ -33,7 +33,7 @@ import tensorflow as tf
 from features.artifacts import Artifacts
 from features.config import Config, write_model_config
 from features.errors import RecsysError
-from recsys.atomic_files import replace_directory, staging_directory, write_atomically
+from features.atomic_files import replace_directory, staging_directory, write_atomically
 from recsys.backup import EpochLog, past_epochs, remove_backup, resumed_epoch
 from recsys.data import (corrupt_shard_error, in_memory_epochs, item_epochs, make_dataset, shard_by_element,
                          split_files, training_epochs, transformed_feature_spec, with_item_batches, with_known_steps)

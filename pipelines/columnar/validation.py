@@ -72,17 +72,14 @@ def _string_list(column: Column, text: pa.Array, missing: np.ndarray):
     return pa.ListArray.from_arrays(pa.array(offsets), items), bad
 
 
-def _as_text(column: Column, values: pa.Array) -> pa.Array:
-    """A typed (Parquet) column as the text the reference would read from it; null is missing ('').
+def _as_text(values: pa.Array) -> pa.Array:
+    """A column as the text the reference would read from it; null is missing ('').
 
-    Numbers for a numeric column print in Arrow's shortest round-trip form, which
-    parses back to the same float64; anything else goes through Python's `str`,
-    as the reference's `parse_value` does (Arrow would print 1.0 as '1').
+    Anything but text (a Parquet number for a string column, say) goes through
+    Python's `str`, as the reference's `parse_value` does (Arrow would print 1.0 as '1').
     """
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         text = values.cast(pa.string())  # pandas writes large_string; the transform reads string
-    elif column.type in ("int", "float") and (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
-        text = pc.cast(values.cast(pa.float64()) if pa.types.is_floating(values.type) else values, pa.string())
     else:
         text = pa.array([None if v is None else str(v) for v in values.to_pylist()], pa.string())
     return pc.fill_null(text, "")
@@ -123,7 +120,7 @@ def _typed_column(column: Column, values: pa.Array):
         return _typed_list(column, values)
     if column.type in ("int", "float") and (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
         return _typed_numbers(column, values)
-    text = _as_text(column, values)
+    text = _as_text(values)
     missing = pc.equal(pc.utf8_trim_whitespace(text), "").to_numpy(zero_copy_only=False)
     bad = missing.copy() if column.required else np.zeros(len(text), bool)
     if column.type in ("int", "float"):
