@@ -84,3 +84,9 @@ class Artifacts:
     @property
     def evaluation_dir(self) -> Path:
         return self.model_dir / "evaluation"
+
+    def report_dir(self, split: str = "eval", beam: bool = False) -> Path:
+        """Where a split's report goes: the evaluation directory for eval (what blessing reads), a subfolder
+        for the held-out test split; `recsys evaluate --beam` writes beside it in evaluation_beam/."""
+        directory = self.model_dir / ("evaluation_beam" if beam else "evaluation")
+        return directory if split == "eval" else directory / split

@@ -15,6 +15,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.atomic_files import write_atomically
 from features.errors import RecsysError
 
 
@@ -827,4 +828,4 @@ def write_model_config(config: Config, model_dir: Path):
     })
     raw = resolved.model_dump(mode="json", exclude_defaults=True)
     Path(model_dir).mkdir(parents=True, exist_ok=True)
-    (Path(model_dir) / MODEL_CONFIG_FILE).write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_atomically(Path(model_dir) / MODEL_CONFIG_FILE, yaml.safe_dump(raw, sort_keys=False))

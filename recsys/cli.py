@@ -89,7 +89,7 @@ def cmd_train(args, config: Config) -> dict:
 
 
 def cmd_evaluate(args, config: Config) -> dict:
-    from recsys.evaluation.evaluate import evaluate, report_dir, summary_text
+    from recsys.evaluation.evaluate import evaluate, summary_text
     from recsys.training import load_trained_ranker
 
     split = args.split
@@ -101,7 +101,7 @@ def cmd_evaluate(args, config: Config) -> dict:
     report = evaluate(config, load_trained_ranker(config), split, config_file=args.config)
     print(f"{split} split:")
     print(summary_text(report), end="")
-    print(f"report: {report_dir(config, split) / 'report.html'}")
+    print(f"report: {Artifacts.of(config).report_dir(split) / 'report.html'}")
     return report
 
 
@@ -118,7 +118,7 @@ def _evaluate_with_beam(args, config: Config, split: str) -> dict:
     from serving.scoring import latest_version
 
     version_dir = args.model_dir or latest_version(config.served_model_dir)
-    output_dir = config.model_dir / ("evaluation_beam" if split == "eval" else f"evaluation_beam_{split}")
+    output_dir = Artifacts.of(config).report_dir(split, beam=True)
     report = run_beam_evaluation(config, version_dir, output_dir, ReadSplitRows(config, split), args.beam_args)
     print(f"evaluated {version_dir} on {report['rows']} {split} rows with Beam in {report['seconds']}s; "
           f"report in {output_dir}")

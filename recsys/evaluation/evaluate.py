@@ -212,12 +212,6 @@ def measure(config: Config, outputs: dict, columns: dict, artifacts: Artifacts, 
     return report
 
 
-def report_dir(config: Config, split: str = "eval") -> Path:
-    """Where a split's report goes: the evaluation directory for eval (what blessing reads), a subfolder for test."""
-    directory = Artifacts.of(config).evaluation_dir
-    return directory if split == "eval" else directory / split
-
-
 def evaluate(config: Config, ranker: tf.keras.Model, split: str = "eval", config_file: str | None = None) -> dict:
     """Scores a split (eval, or the held-out test) and returns the report (also written as JSON, text and HTML)."""
     from recsys.evaluation.html_report import write_html_report
@@ -231,7 +225,7 @@ def evaluate(config: Config, ranker: tf.keras.Model, split: str = "eval", config
               **measure(config, outputs, columns, artifacts, spec)}
     if utilisation:
         report["expert_utilisation"] = utilisation
-    directory = report_dir(config, split)
+    directory = artifacts.report_dir(split)
     write_report(report, directory)
     if utilisation:
         plot_expert_utilisation(utilisation, directory / "expert_utilisation.png")

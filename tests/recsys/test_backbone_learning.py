@@ -11,7 +11,11 @@ models are of similar size (parameter counts within 1.5×). Shared-Bottom's one
 unit must serve both tasks, so at correlation 0 it can fit one latent utility
 well at most; MMoE, CGC, PLE and AdaTT can give each task its own expert
 mixture. That is the conflict the papers' gates address, made sharp enough to
-decide within a few hundred steps. ELU rather than ReLU, for every model: a
+decide within a few hundred steps. For MMoE the gates are the only way apart
+(with uniform gates its lead falls to 0.11-0.17 and the test fails); CGC, PLE
+and AdaTT also own per-task experts, so for them this tests the task-specific
+experts more than the gating (a review found they pass with uniform gates);
+their gates are checked by tests/recsys/test_backbones.py's exact-output tests. ELU rather than ReLU, for every model: a
 one-unit ReLU representation can die and leave a task at R² = 0 whatever the
 backbone, which would test the activation, not the backbone.
 

@@ -62,3 +62,23 @@ def test_fused_tables_keep_each_table_its_own_rows():
     gradient = tf.convert_to_tensor(tape.gradient(total, fused_width4)).numpy()
     assert gradient[10 + 3].any() and gradient[10 + 5].any()  # brand rows follow item_id's ten
     assert not gradient[10 + 4].any() and not gradient[0:3].any()
+
+
+def test_mlp_dropout_scales_in_training_is_off_at_inference_and_its_stream_resumes_from_a_checkpoint(tmp_path):
+    """Dropout draws from a checkpointed generator (recsys.random_streams): the mask must be a proper
+    dropout (rate, 1/(1-rate) scaling), absent at inference, and restored with the checkpoint."""
+    tf.keras.utils.set_random_seed(3)
+    mlp = MLP([512], activation="linear", dropout=0.25)
+    x = tf.ones([64, 8])
+    reference = mlp(x, training=False).numpy()
+    dropped = mlp(x, training=True).numpy()
+    zeroed = (dropped == 0) & (reference != 0)
+    assert 0.2 < zeroed.mean() < 0.3  # the rate
+    np.testing.assert_allclose(dropped[~zeroed], reference[~zeroed] / 0.75, rtol=1e-5)  # the scaling
+    np.testing.assert_array_equal(mlp(x, training=False).numpy(), reference)  # nothing dropped at inference
+    checkpoint = tf.train.Checkpoint(mlp=mlp)
+    saved = checkpoint.write(str(tmp_path / "ckpt"))
+    after_save = mlp(x, training=True).numpy()
+    mlp(x, training=True)  # the stream moves on ...
+    checkpoint.read(saved).assert_existing_objects_matched()
+    np.testing.assert_array_equal(mlp(x, training=True).numpy(), after_save)  # ... and the checkpoint rewinds it
