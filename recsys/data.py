@@ -6,6 +6,7 @@ import gzip
 import re
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -71,10 +72,10 @@ def in_memory_epochs(files: list[str], feature_spec: dict, batch_size: int, seed
     batches = list(make_dataset(files, feature_spec, batch_size=8192))
     columns = {name: tf.concat([batch[name] for batch in batches], axis=0) for name in batches[0]}
     rows = int(next(iter(columns.values())).shape[0])
-    orders = [tf.data.Dataset.range(rows).shuffle(rows, seed=epoch_seed(seed, epoch))
-              .batch(batch_size, drop_remainder=drop_remainder) for epoch in range(first_epoch, epochs)]
+    orders = one_per_epoch(lambda shuffle_seed: tf.data.Dataset.range(rows).shuffle(rows, seed=shuffle_seed).batch(
+        batch_size, drop_remainder=drop_remainder), seed, first_epoch, epochs)
     stored = tf.data.Dataset.from_tensors(columns).repeat()
-    dataset = tf.data.Dataset.zip((functools.reduce(tf.data.Dataset.concatenate, orders), stored)).map(
+    dataset = tf.data.Dataset.zip((orders, stored)).map(
         lambda indices, data: {name: tf.gather(values, indices) for name, values in data.items()},
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
@@ -101,10 +102,9 @@ def item_epochs(files: list[str], feature_spec: dict, batch_size: int, seed: int
     As with `training_epochs`, each epoch's draws depend on (seed, epoch) alone,
     so a run resumed at epoch k contrasts the items an uninterrupted run does.
     """
-    per_epoch = [make_item_dataset(files, feature_spec, batch_size, seed=epoch_seed(seed, epoch),
-                                   shuffle_buffer=shuffle_buffer).take(steps_per_epoch)
-                 for epoch in range(first_epoch, epochs)]
-    return functools.reduce(tf.data.Dataset.concatenate, per_epoch)
+    return one_per_epoch(lambda shuffle_seed: make_item_dataset(
+        files, feature_spec, batch_size, seed=shuffle_seed, shuffle_buffer=shuffle_buffer).take(steps_per_epoch),
+        seed, first_epoch, epochs)
 
 
 def with_item_batches(dataset: tf.data.Dataset, items: tf.data.Dataset, key: str) -> tf.data.Dataset:
@@ -118,6 +118,17 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**31 - 1)
 
 
+def one_per_epoch(make: Callable[[int], tf.data.Dataset], seed: int, first_epoch: int, epochs: int) -> tf.data.Dataset:
+    """`make(epoch's seed)` for epochs `first_epoch` .. `epochs - 1`, one after another.
+
+    Each epoch depends on (seed, epoch) alone, not on how many epochs this
+    process has already iterated, so a run resumed at epoch k reads what an
+    uninterrupted run reads at epoch k.
+    """
+    return functools.reduce(tf.data.Dataset.concatenate,
+                            [make(epoch_seed(seed, epoch)) for epoch in range(first_epoch, epochs)])
+
+
 def training_epochs(files: list[str], feature_spec: dict, batch_size: int, seed: int, shuffle_buffer: int,
                     first_epoch: int, epochs: int, drop_remainder: bool = False) -> tf.data.Dataset:
     """Shuffled training batches for epochs `first_epoch` .. `epochs - 1`, one after another.
@@ -127,10 +138,9 @@ def training_epochs(files: list[str], feature_spec: dict, batch_size: int, seed:
     batches an uninterrupted run sees at epoch k. Feed it to `fit` with
     `steps_per_epoch` = ceil(rows / batch_size) (rows // batch_size with `drop_remainder`).
     """
-    per_epoch = [make_dataset(files, feature_spec, batch_size, shuffle=True, seed=epoch_seed(seed, epoch),
-                              shuffle_buffer=shuffle_buffer, drop_remainder=drop_remainder)
-                 for epoch in range(first_epoch, epochs)]
-    return functools.reduce(tf.data.Dataset.concatenate, per_epoch)
+    return one_per_epoch(lambda shuffle_seed: make_dataset(
+        files, feature_spec, batch_size, shuffle=True, seed=shuffle_seed, shuffle_buffer=shuffle_buffer,
+        drop_remainder=drop_remainder), seed, first_epoch, epochs)
 
 
 def shard_by_element(dataset: tf.data.Dataset) -> tf.data.Dataset:
