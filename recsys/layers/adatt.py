@@ -39,7 +39,7 @@ import math
 
 import tensorflow as tf
 
-from recsys.layers.experts import ExpertGroup, GatedMixture, expert_labels
+from recsys.layers.experts import GatedMixture, expert_labels
 from recsys.layers.multitask import ExpertLevel, LeveledBackbone
 
 
@@ -62,10 +62,6 @@ class AdaTTLevel(ExpertLevel):
         super().__init__(num_tasks, task_experts, shared_experts, expert_units, activation, dropout,
                          with_shared_gate, **kwargs)
         all_experts = num_tasks * task_experts + shared_experts
-        self.task_groups = [ExpertGroup(task_experts, self.expert_units, activation, dropout,
-                                        name=f"task{k}_experts") for k in range(num_tasks)]
-        self.shared_group = ExpertGroup(shared_experts, self.expert_units, activation, dropout,
-                                        name="shared_experts")
         self.task_gates = [GatedMixture(all_experts, name=f"task{k}_gate") for k in range(num_tasks)]
         self.shared_gate = (GatedMixture(all_experts, name="shared_gate")
                             if with_shared_gate and shared_experts else None)
@@ -86,8 +82,7 @@ class AdaTTLevel(ExpertLevel):
                                initializer=tf.keras.initializers.RandomUniform(-scale, scale))
 
     def call(self, task_inputs, shared_input, training=None):
-        own_experts = [group(x, training=training) for group, x in zip(self.task_groups, task_inputs)]
-        shared_experts = self.shared_group(shared_input, training=training) if self.shared_experts else []
+        own_experts, shared_experts = self.expert_outputs(task_inputs, shared_input, training)
         every_expert = sum(own_experts, []) + shared_experts
         outputs, gates = [], {}
         for k, gate in enumerate(self.task_gates):

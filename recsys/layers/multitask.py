@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from recsys.layers.experts import ExpertGroup
+
 
 def mean_of(tensors: list[tf.Tensor]) -> tf.Tensor:
     """Element-wise mean of same-shaped tensors: the shared view of task-specific inputs."""
@@ -101,7 +103,9 @@ class LeveledBackbone(MultiTaskBackbone):
 
 
 class ExpertLevel(tf.keras.layers.Layer):
-    """The hyperparameters every experts-and-gates level shares (PLE/CGC's and AdaTT's), kept for `get_config`."""
+    """What every experts-and-gates level shares (PLE/CGC's and AdaTT's): its hyperparameters (for
+    `get_config`) and its experts, `task_experts` per task, each task's reading that task's input, and
+    `shared_experts` reading the shared input. Subclasses add the gates and how they fuse."""
 
     def __init__(self, num_tasks: int, task_experts: int, shared_experts: int, expert_units: list[int],
                  activation: str = "relu", dropout: float = 0.0, with_shared_gate: bool = False, **kwargs):
@@ -109,6 +113,16 @@ class ExpertLevel(tf.keras.layers.Layer):
         self.num_tasks, self.task_experts, self.shared_experts = num_tasks, task_experts, shared_experts
         self.expert_units, self.activation, self.dropout = list(expert_units), activation, dropout
         self.with_shared_gate = with_shared_gate
+        self.task_groups = [ExpertGroup(task_experts, self.expert_units, activation, dropout,
+                                        name=f"task{k}_experts") for k in range(num_tasks)]
+        self.shared_group = ExpertGroup(shared_experts, self.expert_units, activation, dropout,
+                                        name="shared_experts")
+
+    def expert_outputs(self, task_inputs, shared_input, training=None) -> tuple[list[list], list]:
+        """(each task's experts' outputs, the shared experts' outputs)."""
+        own = [group(x, training=training) for group, x in zip(self.task_groups, task_inputs)]
+        shared = self.shared_group(shared_input, training=training) if self.shared_experts else []
+        return own, shared
 
     def get_config(self):
         return {**super().get_config(), "num_tasks": self.num_tasks, "task_experts": self.task_experts,

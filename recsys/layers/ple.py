@@ -23,7 +23,7 @@ backbone gets no MLP in front of them unless `model.bottom_units` asks for one
 from __future__ import annotations
 
 
-from recsys.layers.experts import ExpertGroup, GatedMixture, expert_labels
+from recsys.layers.experts import GatedMixture, expert_labels
 from recsys.layers.multitask import ExpertLevel, LeveledBackbone
 
 
@@ -42,18 +42,13 @@ class CGCLevel(ExpertLevel):
                  activation: str = "relu", dropout: float = 0.0, with_shared_gate: bool = False, **kwargs):
         super().__init__(num_tasks, task_experts, shared_experts, expert_units, activation, dropout,
                          with_shared_gate, **kwargs)
-        self.task_groups = [ExpertGroup(task_experts, self.expert_units, activation, dropout,
-                                        name=f"task{k}_experts") for k in range(num_tasks)]
-        self.shared_group = ExpertGroup(shared_experts, self.expert_units, activation, dropout,
-                                        name="shared_experts")
         self.task_gates = [GatedMixture(task_experts + shared_experts, name=f"task{k}_gate")
                            for k in range(num_tasks)]
         self.shared_gate = (GatedMixture(num_tasks * task_experts + shared_experts, name="shared_gate")
                             if with_shared_gate else None)
 
     def call(self, task_inputs, shared_input, training=None):
-        task_experts = [group(x, training=training) for group, x in zip(self.task_groups, task_inputs)]
-        shared_experts = self.shared_group(shared_input, training=training)
+        task_experts, shared_experts = self.expert_outputs(task_inputs, shared_input, training)
         outputs, gates = [], {}
         for k, gate in enumerate(self.task_gates):
             output, gates[f"task{k}"] = gate(task_inputs[k], task_experts[k] + shared_experts)
