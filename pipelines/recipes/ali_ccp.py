@@ -46,7 +46,9 @@ from pathlib import Path
 from typing import Iterable
 
 from pipelines.recipes.outputs import SplitWriter, summary, write_ready_config
-from pipelines.recipes.source_files import RecipeError, Rejected, data_lines, find_source_file
+from pipelines.recipes.source_files import (CONVERSION_WITHOUT_CLICK, RecipeError, Rejected, data_lines,
+                                            find_source_file)
+from pipelines.validation import INVALID_LABEL, WRONG_COLUMN_COUNT
 
 NAME = "ali-ccp"
 LAYOUT = ("the Ali-CCP release: sample_skeleton_{train,test}.csv and common_features_{train,test}.csv "
@@ -66,12 +68,9 @@ LABELS = ("click", "conversion")
 HEADER = ["sample_id", *LABELS, *FIELDS.values()]
 LIST_SEPARATOR = "|"
 
-WRONG_COLUMN_COUNT = "wrong_column_count"
 MALFORMED_FEATURE = "malformed_feature"
 FEATURE_COUNT_MISMATCH = "feature_count_mismatch"
 REPEATED_FIELD = "repeated_single_valued_field"
-INVALID_LABEL = "invalid_label"
-CONVERSION_WITHOUT_CLICK = "conversion_without_click"
 UNKNOWN_COMMON_INDEX = "unknown_common_feature_index"
 QUOTE_IN_VALUE = "quote_in_value"
 

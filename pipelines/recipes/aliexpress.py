@@ -27,7 +27,9 @@ from collections import Counter
 from pathlib import Path
 
 from pipelines.recipes.outputs import SplitWriter, summary, write_ready_config
-from pipelines.recipes.source_files import RecipeError, find_source_file, open_text
+from pipelines.recipes.source_files import (CONVERSION_WITHOUT_CLICK, RecipeError, Rejected, find_source_file,
+                                            open_text)
+from pipelines.validation import INVALID_LABEL, WRONG_COLUMN_COUNT
 
 NAME = "aliexpress"
 LAYOUT = ("MTReclib's AliExpress country directory (e.g. AliExpress_NL/) with train.csv and test.csv "
@@ -39,9 +41,6 @@ HEADER = ["search_id", *CATEGORICAL, *NUMERICAL, *LABELS]
 # (click, conversion) pairs MTReclib's mapping of the original label 0/1/2 can produce
 MAPPED_LABELS = {(0, 0), (1, 0), (1, 1)}
 
-WRONG_COLUMN_COUNT = "wrong_column_count"
-INVALID_LABEL = "invalid_label"
-CONVERSION_WITHOUT_CLICK = "conversion_without_click"
 
 
 def _label(text: str) -> int | None:
@@ -52,15 +51,15 @@ def _label(text: str) -> int | None:
     return int(number) if number in (0.0, 1.0) else None
 
 
-def output_row(values: list[str]) -> list | str:
-    """The row to write, or the reason it is rejected."""
+def output_row(values: list[str]) -> list:
+    """The row to write; raises Rejected with the reason it cannot be."""
     if len(values) != len(HEADER):
-        return WRONG_COLUMN_COUNT
+        raise Rejected(WRONG_COLUMN_COUNT)
     click, conversion = _label(values[-2]), _label(values[-1])
     if click is None or conversion is None:
-        return INVALID_LABEL
+        raise Rejected(INVALID_LABEL)
     if (click, conversion) not in MAPPED_LABELS:
-        return CONVERSION_WITHOUT_CLICK
+        raise Rejected(CONVERSION_WITHOUT_CLICK)
     return [*values[:-2], click, conversion]
 
 
@@ -75,11 +74,10 @@ def _write_split(path: Path, split: str, writer: SplitWriter, rejected: Counter)
         for values in rows:
             if not values:
                 continue
-            row = output_row(values)
-            if isinstance(row, str):
-                rejected[row] += 1
-            else:
-                writer.write(split, row)
+            try:
+                writer.write(split, output_row(values))
+            except Rejected as err:
+                rejected[err.reason] += 1
 
 
 def prepare(source_dir, out_dir, country: str | None = None) -> dict:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from pipelines.recipes.outputs import SplitWriter, summary, write_ready_config
 from pipelines.recipes.source_files import Rejected, data_lines, find_source_file
+from pipelines.validation import WRONG_COLUMN_COUNT
 
 NAME = "census-income"
 HALVING_SEED = 2018
@@ -52,7 +53,6 @@ LABELS = ("income_50k", "never_married")
 INCOME_LABELS = {"- 50000.": 0, "50000+.": 1}
 NEVER_MARRIED = "Never married"
 
-WRONG_COLUMN_COUNT = "wrong_column_count"
 UNKNOWN_INCOME = "unknown_income_label"
 
 

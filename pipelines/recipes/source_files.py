@@ -17,6 +17,9 @@ class RecipeError(RecsysError):
     """A source directory that does not hold the published layout, or a recipe used wrongly."""
 
 
+CONVERSION_WITHOUT_CLICK = "conversion_without_click"  # a funnel row no public preprocessor keeps
+
+
 class Rejected(ValueError):
     """A source row a recipe cannot use; `reason` is counted in the summary (nothing is dropped silently)."""
 
