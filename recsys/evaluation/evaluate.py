@@ -250,12 +250,13 @@ def _with_interval(value: float, interval: list[float] | None) -> str:
 def summary_text(report: dict) -> str:
     """A fixed-width table a person can read in a terminal."""
     nan = float("nan")
-    lines = [f"evaluated {report['rows']} eval rows", "",
-             f"{'output':<10}{'space':<8}{'rows':>8}{'AUC':>8}{'GAUC':>8}{'logloss':>9}{'NE':>7}"
+    width = max([10, *(len(name) + 2 for name in report["tasks"])])  # 'never_married' must not run into its space
+    lines = [f"evaluated {report['rows']} {report.get('split', 'eval')} rows", "",
+             f"{'output':<{width}}{'space':<8}{'rows':>8}{'AUC':>8}{'GAUC':>8}{'logloss':>9}{'NE':>7}"
              f"{'calib':>7}{'ECE':>7}{'RMSE':>8}"]
     for name, m in report["tasks"].items():
         gauc = m.get("gauc", {}).get("gauc", nan)
-        lines.append(f"{name:<10}{m['sample_space']:<8}{m['rows']:>8}{m.get('auc', nan):>8.4f}"
+        lines.append(f"{name:<{width}}{m['sample_space']:<8}{m['rows']:>8}{m.get('auc', nan):>8.4f}"
                      f"{gauc:>8.4f}{m.get('logloss', nan):>9.4f}{m.get('normalized_entropy', nan):>7.3f}"
                      f"{m.get('calibration', nan):>7.3f}{m.get('ece', nan):>7.4f}{m.get('rmse', nan):>8.3f}")
     intervals = {name: m["intervals"] for name, m in report["tasks"].items() if "intervals" in m}

@@ -165,3 +165,10 @@ def test_comparing_a_model_without_a_configured_output_is_a_clear_error(config):
     partial = {name: good[name] for name in ("ctr", "cvr")}
     with pytest.raises(RecsysError, match="model 'old' has no output dwell"):
         compare(config, {"old": partial, "new": good}, columns)
+
+
+def test_the_summary_keeps_long_task_names_apart_from_their_sample_space():
+    """Census-Income's 'never_married' ran into 'all' in a fixed 10-character column."""
+    task = {"sample_space": "all", "rows": 10, "auc": 0.9, "logloss": 0.1}
+    text = summary_text({"rows": 10, "split": "test", "tasks": {"never_married": task}})
+    assert "evaluated 10 test rows" in text and "never_married  all" in text
