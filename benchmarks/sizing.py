@@ -74,11 +74,11 @@ GUESSES = {
 }
 
 
-def m(name):
+def measured(name):
     return MEASURED[name][0]
 
 
-def g(name):
+def guessed(name):
     return GUESSES[name][0]
 
 
@@ -117,103 +117,103 @@ Row = tuple[str, str, str]  # (quantity, value, basis)
 
 
 def _weights_bytes(d: Dataset) -> float:
-    return d.table_rows * g("embedding_width") * 4  # float32
+    return d.table_rows * guessed("embedding_width") * 4  # float32
 
 
 def _data_rows(d: Dataset) -> list[Row]:
-    shards = d.rows * m("tfrecord_bytes_per_row") * d.width_factor
+    shards = d.rows * measured("tfrecord_bytes_per_row") * d.width_factor
     return [("rows (train / eval)", f"{_fmt(d.rows)} ({_fmt(d.train_rows)} / {_fmt(d.eval_rows)})", "given"),
             ("raw input", _gb(d.raw_bytes), d.raw_basis),
             ("transformed gzip TFRecords", _gb(shards),
-             f"rows × {m('tfrecord_bytes_per_row')} B × {d.width_factor}")]
+             f"rows × {measured('tfrecord_bytes_per_row')} B × {d.width_factor}")]
 
 
 def _beam_rows(d: Dataset) -> list[Row]:
     """Dataflow time and the memory each worker needs for tf.Transform's vocabularies."""
-    w, base = d.width_factor, g("sdk_base_gb") * GB
-    cpu_s = d.rows * m("beam_cpu_s_per_row") * w / g("dataflow_vcpu_speed")
+    w, base = d.width_factor, guessed("sdk_base_gb") * GB
+    cpu_s = d.rows * measured("beam_cpu_s_per_row") * w / guessed("dataflow_vcpu_speed")
     vcpus = d.beam_workers * d.beam_vcpus_per_worker
     per_vcpu_gb = d.beam_gb_per_worker / d.beam_vcpus_per_worker
-    tables = d.table_rows * m("lookup_bytes_per_entry") + base
-    hashed = (d.table_rows - d.largest_vocabulary) * m("lookup_bytes_per_entry") + base
-    order = d.largest_vocabulary * m("tft_order_bytes_per_entry") + base
-    train_shards = d.train_rows * m("tfrecord_bytes_per_row") * w
-    entry, ordered = f"{m('lookup_bytes_per_entry'):.0f} B", f"{m('tft_order_bytes_per_entry'):.0f} B"
+    tables = d.table_rows * measured("lookup_bytes_per_entry") + base
+    hashed = (d.table_rows - d.largest_vocabulary) * measured("lookup_bytes_per_entry") + base
+    order = d.largest_vocabulary * measured("tft_order_bytes_per_entry") + base
+    train_shards = d.train_rows * measured("tfrecord_bytes_per_row") * w
+    entry, ordered = f"{measured('lookup_bytes_per_entry'):.0f} B", f"{measured('tft_order_bytes_per_entry'):.0f} B"
     return [
-        ("Beam vCPU-hours", f"{cpu_s / 3600:,.0f}", f"rows × {m('beam_cpu_s_per_row') * 1e3:.3f} ms × {w}"),
+        ("Beam vCPU-hours", f"{cpu_s / 3600:,.0f}", f"rows × {measured('beam_cpu_s_per_row') * 1e3:.3f} ms × {w}"),
         (f"Beam wall, {d.beam_workers} workers × {d.beam_vcpus_per_worker} vCPU",
-         _hours(cpu_s / vcpus + g("startup_h") * 3600), f"vCPU-h / {vcpus} + {g('startup_h')} h start-up"),
+         _hours(cpu_s / vcpus + guessed("startup_h") * 3600), f"vCPU-h / {vcpus} + {guessed('startup_h')} h start-up"),
         ("Beam memory per SDK process (vocabulary lookup tables)",
          f"{_gb(tables)} ({'fits' if tables <= per_vcpu_gb * GB else 'does NOT fit'} {per_vcpu_gb:.2f} GB per vCPU)",
-         f"vocabulary entries × {entry} + {g('sdk_base_gb')} GB"),
+         f"vocabulary entries × {entry} + {guessed('sdk_base_gb')} GB"),
         ("the same with the largest vocabulary hashed instead", _gb(hashed),
-         f"(entries - {_fmt(d.largest_vocabulary)}) × {entry} + {g('sdk_base_gb')} GB"),
+         f"(entries - {_fmt(d.largest_vocabulary)}) × {entry} + {guessed('sdk_base_gb')} GB"),
         ("tft vocabulary ordering, on one worker",
          f"{_gb(order)} ({'fits' if order <= d.beam_gb_per_worker * GB else 'does NOT fit'} "
          f"{d.beam_gb_per_worker:.0f} GB)",
-         f"largest vocabulary {_fmt(d.largest_vocabulary)} × {ordered} + {g('sdk_base_gb')} GB"),
-        ("shard assembly: one worker copies the train split", _hours(train_shards / (g("copy_gbs") * GB)),
-         f"train rows × {m('tfrecord_bytes_per_row')} B × {w} / {g('copy_gbs')} GB/s"),
-        ("columnar engine instead (one process)", _hours(d.rows / m("columnar_rows_per_s")),
-         f"rows / {m('columnar_rows_per_s'):,.0f} rows/s"),
+         f"largest vocabulary {_fmt(d.largest_vocabulary)} × {ordered} + {guessed('sdk_base_gb')} GB"),
+        ("shard assembly: one worker copies the train split", _hours(train_shards / (guessed("copy_gbs") * GB)),
+         f"train rows × {measured('tfrecord_bytes_per_row')} B × {w} / {guessed('copy_gbs')} GB/s"),
+        ("columnar engine instead (one process)", _hours(d.rows / measured("columnar_rows_per_s")),
+         f"rows / {measured('columnar_rows_per_s'):,.0f} rows/s"),
     ]
 
 
 def _strategy_row(d: Dataset, rate_16: float) -> Row:
     """One machine if it trains a pass in the window; else workers and parameter servers for the rate."""
-    window = g("train_window_h")
+    window = guessed("train_window_h")
     target = d.train_rows / (window * 3600)
     if target <= rate_16:
         return (f"training strategy for a pass within {window:.0f} h", "one machine, no distribution",
                 f"needs {_fmt(target)} ex/s ≤ {_fmt(rate_16)}")
-    workers = math.ceil(target / (rate_16 * g("ps_efficiency")))
-    traffic = target * m("lookups_per_example") * g("embedding_width") * 4 * 2  # rows pulled, gradients pushed
-    ps = max(math.ceil(3 * _weights_bytes(d) / (g("ps_usable_gb") * GB)),
-             math.ceil(traffic / (g("ps_bandwidth_gbs") * GB)))
+    workers = math.ceil(target / (rate_16 * guessed("ps_efficiency")))
+    traffic = target * measured("lookups_per_example") * guessed("embedding_width") * 4 * 2  # rows pulled, gradients pushed
+    ps = max(math.ceil(3 * _weights_bytes(d) / (guessed("ps_usable_gb") * GB)),
+             math.ceil(traffic / (guessed("ps_bandwidth_gbs") * GB)))
     return (f"training strategy for a pass within {window:.0f} h",
             f"parameter servers: {workers} workers × 16 vCPU, {ps} PS ({_fmt(target)} ex/s, "
             f"{traffic / GB:.1f} GB/s to and from the PS)",
-            f"workers: ex/s / ({_fmt(rate_16)} × {g('ps_efficiency')}); PS: max(state / {g('ps_usable_gb'):.0f} GB, "
-            f"ex/s × {m('lookups_per_example')} rows × 64 B × 2 / {g('ps_bandwidth_gbs')} GB/s)")
+            f"workers: ex/s / ({_fmt(rate_16)} × {guessed('ps_efficiency')}); PS: max(state / {guessed('ps_usable_gb'):.0f} GB, "
+            f"ex/s × {measured('lookups_per_example')} rows × 64 B × 2 / {guessed('ps_bandwidth_gbs')} GB/s)")
 
 
 def _training_rows(d: Dataset) -> list[Row]:
     w, weights = d.width_factor, _weights_bytes(d)
-    rate_2 = m("train_ex_per_s_2vcpu") / w
-    rate_16 = rate_2 / 2 * 16 * g("vcpu_efficiency_16")
-    adam_s = m("adam_ms_1m_rows") / 1e3 * d.table_rows / 1e6  # linear in table rows
-    steps = d.train_rows / g("batch_size")
+    rate_2 = measured("train_ex_per_s_2vcpu") / w
+    rate_16 = rate_2 / 2 * 16 * guessed("vcpu_efficiency_16")
+    adam_s = measured("adam_ms_1m_rows") / 1e3 * d.table_rows / 1e6  # linear in table rows
+    steps = d.train_rows / guessed("batch_size")
     return [
-        ("embedding rows × width", f"{_fmt(d.table_rows)} × {g('embedding_width')}", "given / guess"),
+        ("embedding rows × width", f"{_fmt(d.table_rows)} × {guessed('embedding_width')}", "given / guess"),
         ("embedding weights / with Adam's two moments", f"{_gb(weights)} / {_gb(3 * weights)}",
          "rows × width × 4 B (× 3)"),
         ("examples/s: this 2-vCPU machine / one 16-vCPU trainer", f"{_fmt(rate_2)} / {_fmt(rate_16)}",
-         f"{m('train_ex_per_s_2vcpu'):,.0f} / {w}; × 8 × {g('vcpu_efficiency_16')}"),
+         f"{measured('train_ex_per_s_2vcpu'):,.0f} / {w}; × 8 × {guessed('vcpu_efficiency_16')}"),
         ("one epoch: one 16-vCPU trainer / this machine",
          f"{_hours(d.train_rows / rate_16)} / {_hours(d.train_rows / rate_2)}", "train rows / rate"),
         ("default `optimizer: adam` instead: per step, per epoch", f"{adam_s:,.1f} s, {_hours(adam_s * steps)}",
-         f"{m('adam_ms_1m_rows')} ms per 1M table rows (lazy Adam: {m('lazy_adam_ms_10m_rows')} ms, flat); "
-         f"× train rows / {g('batch_size')}"),
+         f"{measured('adam_ms_1m_rows')} ms per 1M table rows (lazy Adam: {measured('lazy_adam_ms_10m_rows')} ms, flat); "
+         f"× train rows / {guessed('batch_size')}"),
         _strategy_row(d, rate_16),
-        ("training.in_memory columns", _gb(d.train_rows * m("parsed_bytes_per_row") * w),
-         f"train rows × {m('parsed_bytes_per_row'):.0f} B × {w} (twice that while concatenating)"),
+        ("training.in_memory columns", _gb(d.train_rows * measured("parsed_bytes_per_row") * w),
+         f"train rows × {measured('parsed_bytes_per_row'):.0f} B × {w} (twice that while concatenating)"),
     ]
 
 
 def _artifact_rows(d: Dataset) -> list[Row]:
-    weights, entry = _weights_bytes(d), m("lookup_bytes_per_entry")
-    savedmodel = weights + d.table_rows * g("token_bytes") + m("savedmodel_graph_bytes")
+    weights, entry = _weights_bytes(d), measured("lookup_bytes_per_entry")
+    savedmodel = weights + d.table_rows * guessed("token_bytes") + measured("savedmodel_graph_bytes")
     return [
         ("SavedModel (variables + vocabulary files)", _gb(savedmodel),
-         f"weights + entries × {g('token_bytes')} B + {m('savedmodel_graph_bytes') / 1e6:.1f} MB graph"),
-        ("checkpoint per epoch (every epoch kept)", _gb(weights * m("checkpoint_over_savedmodel")),
-         f"weights × {m('checkpoint_over_savedmodel'):.2f}"),
+         f"weights + entries × {guessed('token_bytes')} B + {measured('savedmodel_graph_bytes') / 1e6:.1f} MB graph"),
+        ("checkpoint per epoch (every epoch kept)", _gb(weights * measured("checkpoint_over_savedmodel")),
+         f"weights × {measured('checkpoint_over_savedmodel'):.2f}"),
         ("serving RAM per replica", _gb(weights + d.table_rows * entry), f"weights + entries × {entry:.0f} B"),
         ("`recsys compare` / `validate` on the eval rows",
-         f"{_gb(d.eval_rows * m('eval_bytes_per_row'))}, {_hours(d.eval_rows / m('eval_rows_per_s'))}",
-         f"eval rows × {m('eval_bytes_per_row') / 1e3:.1f} kB; / {m('eval_rows_per_s'):,.0f} rows/s"),
-        ("`recsys evaluate --beam` instead", f"{d.eval_rows / m('beam_eval_rows_per_s') / 3600:,.0f} vCPU-h",
-         f"eval rows / {m('beam_eval_rows_per_s'):,.0f} rows/s"),
+         f"{_gb(d.eval_rows * measured('eval_bytes_per_row'))}, {_hours(d.eval_rows / measured('eval_rows_per_s'))}",
+         f"eval rows × {measured('eval_bytes_per_row') / 1e3:.1f} kB; / {measured('eval_rows_per_s'):,.0f} rows/s"),
+        ("`recsys evaluate --beam` instead", f"{d.eval_rows / measured('beam_eval_rows_per_s') / 3600:,.0f} vCPU-h",
+         f"eval rows / {measured('beam_eval_rows_per_s'):,.0f} rows/s"),
     ]
 
 
@@ -223,10 +223,10 @@ def size(d: Dataset) -> list[Row]:
 
 
 DATASETS = [
-    Dataset("Ali-CCP (full)", 85.3e6, 42.3e6, 43.0e6, g("ali_table_rows"), 4.3e6, g("ali_width_factor"),
+    Dataset("Ali-CCP (full)", 85.3e6, 42.3e6, 43.0e6, guessed("ali_table_rows"), 4.3e6, guessed("ali_width_factor"),
             38e9, "measured by DeepCVR: four CSVs of 10, 8, 10, 10 GB", 10, 4, 15.0),
-    Dataset("Platform, one day", 10e9, 8e9, 2e9, 100e6 + 10e6 + g("platform_other_rows"), 100e6, 1.0,
-            10e9 * m("csv_gz_bytes_per_row"), f"rows × {m('csv_gz_bytes_per_row'):.1f} B (gzip CSV)", 150, 4, 15.0),
+    Dataset("Platform, one day", 10e9, 8e9, 2e9, 100e6 + 10e6 + guessed("platform_other_rows"), 100e6, 1.0,
+            10e9 * measured("csv_gz_bytes_per_row"), f"rows × {measured('csv_gz_bytes_per_row'):.1f} B (gzip CSV)", 150, 4, 15.0),
 ]
 
 
