@@ -22,7 +22,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
 from serving.standin.errors import ServingError, invalid_argument
-from serving.standin.json_document import debug_string, format_error, json_type
+from serving.standin.json_document import debug_string, format_error, json_type, utf8_bytes
 
 _INT32 = (-2**31, 2**31 - 1)
 _INT64 = (-2**63, 2**63 - 1)
@@ -93,7 +93,7 @@ def _leaf(value, dtype: int):
     if not accepts(value):
         raise _type_error(value, dtype)
     if dtype == types_pb2.DT_STRING:
-        return value.encode("utf-8", "surrogateescape")
+        return utf8_bytes(value)
     if dtype == types_pb2.DT_FLOAT:
         with np.errstate(over="ignore"):  # RapidJSON's GetFloat casts; beyond float32 is infinity
             return float(np.float32(value))
@@ -284,7 +284,7 @@ def _add_to_feature(value, name: str, feature: feature_pb2.Feature):
         feature.bytes_list.value.append(_decode_base64(value))
     elif isinstance(value, str):
         ensure_kind("bytes_list")
-        feature.bytes_list.value.append(value.encode("utf-8", "surrogateescape"))
+        feature.bytes_list.value.append(utf8_bytes(value))
     elif isinstance(value, float):
         ensure_kind("float_list")
         with np.errstate(over="ignore"):

@@ -323,6 +323,36 @@ def test_bad_predict_bodies_get_tf_servings_words(tiny_server, body, message):
     assert error_of(tiny_server, "POST", f"{M}:predict", body) == (400, message)
 
 
+# RapidJSON's include/rapidjson/reader.h (ParseStringToStream) refuses a \u escape of a UTF-16 surrogate that is not
+# half of a pair, a lone low one or a high one not followed by an escaped low one, with
+# kParseErrorStringUnicodeSurrogateInvalid ("The surrogate pair in string is invalid.", include/rapidjson/error/en.h)
+# at the offset of the first escape's backslash (escapeOffset); util/json_tensor.cc ParseJson writes
+# "JSON Parse error: <message> at offset: <offset>". Document order decides which error is reported.
+@pytest.mark.parametrize("action, body, message", [
+    ("predict", '{"instances": ["\\ud800"]}', "JSON Parse error: The surrogate pair in string is invalid. at offset: 16"),
+    ("predict", '{"instances": ["a\\udc80"]}', "JSON Parse error: The surrogate pair in string is invalid. at offset: 17"),
+    ("predict", '{"instances": ["\\ud800\\u0041"]}',
+     "JSON Parse error: The surrogate pair in string is invalid. at offset: 16"),
+    ("predict", '{"instances": ["\\ud800" 1]}', "JSON Parse error: The surrogate pair in string is invalid. at offset: 16"),
+    ("predict", '{"instances": [1 "\\ud800"]}',
+     "JSON Parse error: Missing a comma or ']' after an array element. at offset: 17"),
+    ("classify", '{"examples": [{"names": "\\udfff"}]}',
+     "JSON Parse error: The surrogate pair in string is invalid. at offset: 25"),
+    ("classify", '{"examples": [{"x": 1.0}], "signature_name": "\\udbff"}',
+     "JSON Parse error: The surrogate pair in string is invalid. at offset: 46"),
+])
+def test_unpaired_surrogate_escapes_are_refused_as_rapidjson_does(tiny_server, action, body, message):
+    assert error_of(tiny_server, "POST", f"{M}:{action}", body) == (400, message)
+
+
+def test_paired_surrogate_escapes_and_an_escaped_backslash_are_read_as_text(tiny_server):
+    body = ('{"signature_name": "multi", "inputs": {"a": [[1, 2], [3, 4]], "b": ["\\ud83d\\ude00", "\\\\ud800"], '
+            '"c": [1, 2]}} "\\ud800"')  # text after the first value is never read (kParseStopWhenDoneFlag)
+    status, body = call(tiny_server, "POST", f"{M}:predict", body)
+    assert (status, body["outputs"]["echo_bytes"]) == (200, [{"b64": base64.b64encode("😀".encode()).decode()},
+                                                             {"b64": base64.b64encode(b"\\ud800").decode()}])
+
+
 @pytest.mark.parametrize("body, message", [
     ('{"examples": [1]}', "Example must be JSON object but got JSON Number"),  # (test)
     ('{"context": [], "examples": [{}]}', "Example must be JSON object but got JSON Array"),
