@@ -124,8 +124,10 @@ def _parse_error(text: str, err: json.JSONDecodeError) -> ServingError:
                        else "Missing a comma or '}' after an object member.")
     elif err.msg == "Unterminated string starting at":
         offset = len(text)
-    elif not text[offset:].strip():
-        message = "The document is empty." if not text.strip() else message
+    elif err.msg == "Expecting value" and text[offset:offset + 1] == "-":
+        offset += 1  # reader.h ParseNumber has taken the minus sign when it finds no digit
+    elif not text[:offset].strip(" \t\n\r") and text[offset:offset + 1] in ("", "\x00"):
+        message = "The document is empty."  # reader.h Parse: nothing but whitespace before the end or a '\0'
     return _parse_failure(message, text, offset)
 
 

@@ -419,8 +419,10 @@ def test_nan_and_infinity_are_accepted_and_written_as_tokens(tiny_server):
 def test_classify_and_regress_results_and_example_typing(tiny_server):
     status, body = call(tiny_server, "POST", f"{M}:classify",
                         '{"signature_name": "classify_x", "examples": [{"x": 0.0}, {"x": [0]}]}')
-    # An integer makes an int64 feature (AddValueToFeature); the model parses x as float and refuses it.
+    # An integer makes an int64 feature (AddValueToFeature); the model parses x as float and refuses it
+    # (TensorFlow's example parser, example_proto_fast_parsing.cc).
     assert status == 400 and "x" in body["error"]
+    assert body == {"error": "Key: x, Index: 1.  Data types don't match. Data type: int64 but expected type: float"}
     status, body = call(tiny_server, "POST", f"{M}:classify",
                         '{"signature_name": "classify_x", "context": {"x": 0.0}, "examples": [{}]}')
     assert (status, body) == (200, {"results": [[["", 0.5], ["", 0.5]]]})
@@ -432,12 +434,21 @@ def test_classify_and_regress_results_and_example_typing(tiny_server):
 # --- Bodies no parser should choke on: 400, never 500, and the server keeps answering.
 
 def test_pathological_nesting_and_size_get_400_and_the_server_keeps_serving(tiny_server):
+    # The size limit's message is checked in test_standin_timeouts (a 4096-byte limit; 256 MiB by default).
     deep = "[" * 200_000 + "]" * 200_000
-    for body in (f'{{"instances": {deep}}}', deep, '{"a":' * 100_000 + "1" + "}" * 100_000,
-                 '{"instances": [' + "9" * 10_000 + "]}", '{"instances": ["' + "x" * 5_000_000 + '"]}',
-                 b'{"instances": ["\xff\xfe"]}', '{"instances": [' + "[" * 600 + "1.0" + "]" * 600 + "]}"):
+    not_a_float = "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: "
+    for body, message in [
+        (f'{{"instances": {deep}}}', _NESTED_TOO_DEEPLY), (deep, _NESTED_TOO_DEEPLY),
+        ('{"a":' * 100_000 + "1" + "}" * 100_000, _NESTED_TOO_DEEPLY),
+        ('{"instances": [' + "9" * 10_000 + "]}", "JSON Parse error: Number too big to be stored in double. at offset: 15"),
+        ('{"instances": ["' + "x" * 5_000_000 + '"]}', not_a_float + '"' + "x" * 200),
+        (b'{"instances": ["\xff\xfe"]}', not_a_float + '"\ufffd\ufffd" Type: String is not of expected type: float'),
+        # 601 dimensions: beyond TensorShape's 254, so the TensorProto does not parse (predict_util.cc).
+        ('{"instances": [' + "[" * 600 + "1.0" + "]" * 600 + "]}", "tensor parsing error: x"),
+    ]:
         status, payload = call(tiny_server, "POST", f"{M}:predict", body)
         assert status == 400 and payload["error"], payload
+        assert payload["error"][:len(message)] == message, payload["error"][:300]
     assert call(tiny_server, "POST", f"{M}:predict", '{"instances": [1.0]}') == (200, {"predictions": [2.5]})
 
 
@@ -463,12 +474,24 @@ def test_floats_are_written_with_six_digits_unless_that_loses_the_value():
     assert rest_json._float64(0.1 + 0.2) == 0.30000000000000004
 
 
-def test_parse_errors_are_invalid_argument_never_another_exception():
-    for body in (b"\x00", b"{\"a\": \"\\ud800\"}", b"{\"a\": -}", b"[" * 5000, b"{\"a\":" + b"1" * 30 + b"}"):
-        try:
-            json_document.parse_body(body)
-        except ServingError as err:
-            assert err.code == grpc.StatusCode.INVALID_ARGUMENT and err.message.startswith(("JSON", ))
+_NESTED_TOO_DEEPLY = "JSON Parse error: arrays or objects nested too deeply for the stand-in's parser (about 1000 levels)"
+
+
+@pytest.mark.parametrize("body, outcome", [
+    (b"\x00", "JSON Parse error: The document is empty. at offset: 0"),  # reader.h Parse: '\0' ends the stream
+    (b"{\"a\": \"\\ud800\"}", "JSON Parse error: The surrogate pair in string is invalid. at offset: 7"),
+    (b"{\"a\": -}", "JSON Parse error: Invalid value. at offset: 7"),  # reader.h ParseNumber took the minus sign
+    (b"[" * 5000, _NESTED_TOO_DEEPLY),  # the stand-in's documented divergence (RapidJSON: Invalid value.)
+    (b"{\"a\":" + b"1" * 30 + b"}", {"a": 1.111111111111111e29}),  # beyond 64 bits: a double, as RapidJSON reads it
+])
+def test_parse_body_gives_the_document_or_invalid_argument_never_another_exception(body, outcome):
+    if isinstance(outcome, dict):
+        assert json_document.parse_body(body) == outcome
+        return
+    with pytest.raises(ServingError) as refused:
+        json_document.parse_body(body)
+    assert (refused.value.code, refused.value.message) == (grpc.StatusCode.INVALID_ARGUMENT, outcome)
+    assert refused.value.message.startswith(("JSON", ))
 
 
 def test_grpc_classify_regress_and_multi_inference_refusals(stubs):
