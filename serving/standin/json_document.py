@@ -17,10 +17,9 @@ import math
 import re
 from decimal import Decimal
 
+from serving.standin.dtypes import INT64_MIN, UINT64_MAX
 from serving.standin.errors import ServingError, invalid_argument
 
-_INT64_MIN = -2**63
-_UINT64_MAX = 2**64 - 1
 _DEBUG_STRING_BYTES = 256  # json_tensor.cc: kMaxJsonDebugStringBytes
 
 # RapidJSON's English messages (error/en.h) for the failures Python's decoder reports.
@@ -93,7 +92,7 @@ def _integer(literal: str) -> int | float:
     """RapidJSON keeps integers of int64 or uint64 range; a longer one is read as a double."""
     if len(literal) <= 21:
         value = int(literal)
-        if _INT64_MIN <= value <= _UINT64_MAX:
+        if INT64_MIN <= value <= UINT64_MAX:
             return value
     return _double(literal)
 

@@ -28,6 +28,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 from serving.standin import proto_api, rest_json
 from serving.standin.json_document import parse_body
 from serving.standin.connections import ConnectionGuard
+from serving.standin.dtypes import INT64_MAX
 from serving.standin.errors import ServingError, invalid_argument
 from serving.standin.registry import ModelRegistry
 from serving.standin.servable import DEFAULT_SIGNATURE
@@ -40,7 +41,6 @@ _POST_URL = re.compile(r"(?i)/v1/models/([^/:]+)(?:(?:/versions/([0-9]+))|(?:/la
                        r":(classify|regress|predict)")
 _GET_URL = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?"
                       r"(?:/(metadata))?")
-_INT64_MAX = 2**63 - 1
 # libevent's evhttp_send_error page (http.c: ERR_FORMAT), which TF Serving sends for paths it does not handle.
 _NOT_FOUND_PAGE = ("<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n"
                    "</BODY></HTML>\n")
@@ -66,7 +66,7 @@ def parse_route(http_method: str, path: str) -> Route | None:
     version = None
     if version_text:
         version = int(version_text)
-        if version > _INT64_MAX:  # absl::SimpleAtoi into int64
+        if version > INT64_MAX:  # absl::SimpleAtoi into int64
             raise invalid_argument(f"Failed to convert version: {version_text} to numeric.")
     # The model name and label are percent-decoded (curl_easy_unescape); the version never is.
     return Route(unquote(name or "", errors="replace"), version,

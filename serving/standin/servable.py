@@ -13,9 +13,9 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
-from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
+from serving.standin.dtypes import dtype_string, shape_string
 from serving.standin.errors import ServingError, invalid_argument
 from serving.warmup import WARMUP_FILE
 
@@ -88,7 +88,7 @@ class Servable:
                 continue
             if tensor.ndim != 2:
                 raise invalid_argument(f"Expected Tensor shape: [batch_size num_classes] but got "
-                                       f"{_shape_string(tensor.shape)}")
+                                       f"{shape_string(tensor.shape)}")
             if tensor.shape[0] != len(examples):
                 raise invalid_argument(f"Expected {name} output batch size of {len(examples)}. Got: {tensor.shape[0]}")
         return classes, scores
@@ -104,7 +104,7 @@ class Servable:
         values = self._examples_run(signature_name, examples)["outputs"]
         if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
             raise invalid_argument("Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
-                                   f"but got {_shape_string(values.shape)}")
+                                   f"but got {shape_string(values.shape)}")
         if values.shape[0] != len(examples):
             raise invalid_argument(f"Input batch size did not match output batch size: {len(examples)} vs. "
                                    f"{values.shape[0]}")
@@ -137,19 +137,15 @@ def _debug_string(message) -> str:
     return text_format.MessageToString(message)
 
 
-def _shape_string(shape) -> str:
-    """TensorShape::DebugString: [2,3]."""
-    return "[" + ",".join(str(d) for d in shape) + "]"
-
-
 def _as_tensor(index: int, name: str, value: np.ndarray, spec: tf.TensorSpec) -> tf.Tensor:
     """The input as the signature's dtype; a mismatch gets TensorFlow's feed error (session->Run)."""
     value = np.asarray(value)
     wanted = spec.dtype
     sent = _dtype_name(value)
     if sent != wanted.name and not (wanted == tf.string and value.dtype.kind in "SUO"):
-        raise invalid_argument(f"Expects arg[{index}] to be {_tf_type_string(wanted)} but "
-                               f"{_tf_type_string(tf.as_dtype(sent)) if sent else value.dtype} is provided")
+        provided = dtype_string(tf.as_dtype(sent).as_datatype_enum) if sent else value.dtype
+        raise invalid_argument(f"Expects arg[{index}] to be {dtype_string(wanted.as_datatype_enum)} but "
+                               f"{provided} is provided")
     if not spec.shape.is_compatible_with(value.shape):
         raise invalid_argument(f"input '{name}': expects shape {spec.shape.as_list()} (None = any) "
                                f"but got {list(value.shape)}")
@@ -163,11 +159,6 @@ def _dtype_name(value: np.ndarray) -> str | None:
         return tf.as_dtype(value.dtype).name
     except TypeError:
         return None
-
-
-def _tf_type_string(dtype: tf.DType) -> str:
-    """TensorFlow's DataTypeString ("float", "int64", "string")."""
-    return types_pb2.DataType.Name(dtype.as_datatype_enum)[3:].lower()
 
 
 def _essential(message: str) -> str:

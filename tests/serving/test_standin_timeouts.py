@@ -13,23 +13,16 @@ import time
 import pytest
 
 from serving.standin.connections import ConnectionGuard, ConnectionLimits
-from tests.serving.conftest import TINY_MODEL, tiny_config
+from tests.serving.conftest import TINY_MODEL, tiny_stand_in
 
 STATUS_REQUEST = f"GET /v1/models/{TINY_MODEL} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
 PARTIAL_HEADER = f"GET /v1/models/{TINY_MODEL} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
 SHORT = ConnectionLimits(header_seconds=0.6, body_seconds=0.6, idle_seconds=2.0, max_connections=16)
 
 
-def _server(model_dir, limits: ConnectionLimits):
-    from serving.standin.server import StandInServer
-
-    return StandInServer(tiny_config(model_dir), host="127.0.0.1", rest_port=0, grpc_port=0, max_batch_size=8,
-                         poll_seconds=30, workers=2, limits=limits)
-
-
 @pytest.fixture(scope="module")
 def short_limits_server(tiny_model_dir):
-    with _server(tiny_model_dir, SHORT) as server:
+    with tiny_stand_in(tiny_model_dir, SHORT) as server:
         yield server
 
 
@@ -118,7 +111,7 @@ def test_a_kept_alive_connection_that_starts_a_header_gets_the_header_limit_not_
 def bounded_server(tiny_model_dir):
     limits = ConnectionLimits(header_seconds=20, body_seconds=20, idle_seconds=20, max_connections=4,
                               max_body_bytes=4096)
-    with _server(tiny_model_dir, limits) as server:
+    with tiny_stand_in(tiny_model_dir, limits) as server:
         yield server
 
 
