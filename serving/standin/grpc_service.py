@@ -49,8 +49,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def GetModelMetadata(self, request, context):
         def compute():
             proto_api.check_metadata_request(request)  # before the model is looked up, as TF Serving does
-            return proto_api.metadata(proto_api.resolve(self._registry, request.model_spec),
-                                      request.model_spec.name, request)
+            return proto_api.metadata(proto_api.resolve(self._registry, request.model_spec), request.model_spec.name)
 
         return _answer(context, compute)
 

@@ -212,17 +212,17 @@ def check_metadata_request(request: get_model_metadata_pb2.GetModelMetadataReque
             raise invalid_argument(f"Metadata field {field} is not supported")
 
 
-def metadata(servable: Servable, name: str,
-             request: get_model_metadata_pb2.GetModelMetadataRequest) -> get_model_metadata_pb2.GetModelMetadataResponse:
-    """get_model_metadata_impl.cc: SavedModelGetSignatureDef; the model spec names the version, no signature."""
-    check_metadata_request(request)
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    for key, signature in servable.signature_defs.items():
-        signature_map.signature_def[key].CopyFrom(signature)
-    response = get_model_metadata_pb2.GetModelMetadataResponse()
-    response.model_spec.name = name
-    response.model_spec.version.value = servable.version
-    response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+def metadata_model_spec(servable: Servable, name: str) -> model_pb2.ModelSpec:
+    """get_model_metadata_impl.cc: the response's model spec names the model and version, no signature."""
+    spec = model_pb2.ModelSpec(name=name)
+    spec.version.value = servable.version
+    return spec
+
+
+def metadata(servable: Servable, name: str) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """get_model_metadata_impl.cc: SavedModelGetSignatureDef, for a request `check_metadata_request` passed."""
+    response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=metadata_model_spec(servable, name))
+    response.metadata[SIGNATURE_DEF_FIELD].CopyFrom(servable.packed_signature_def_map)
     return response
 
 

@@ -22,8 +22,7 @@ from urllib.parse import unquote
 import grpc
 from aiohttp import web
 from google.protobuf import json_format
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, model_pb2, predict_pb2,
-                                     regression_pb2)
+from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, regression_pb2
 
 from serving.standin import proto_api, rest_json
 from serving.standin.json_document import parse_body
@@ -166,19 +165,16 @@ class RestApi:
                                          always_print_fields_with_no_presence=True)
 
     def _metadata(self, route: Route) -> dict:
-        """http_rest_api_util.cc: ToJsonString(GetModelMetadataResponse), the SignatureDefMap unpacked."""
-        request = get_model_metadata_pb2.GetModelMetadataRequest(
-            model_spec=_model_spec(route, ""), metadata_field=[proto_api.SIGNATURE_DEF_FIELD])
+        """http_rest_api_util.cc: ToJsonString(GetModelMetadataResponse), with the SignatureDefMap unpacked."""
         servable = self._registry.resolve(route.model_name, route.version, route.label)
-        response = proto_api.metadata(servable, route.model_name, request)
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata[proto_api.SIGNATURE_DEF_FIELD].Unpack(signature_map)
+        response_spec = proto_api.metadata_model_spec(servable, route.model_name)
+        signature_map = servable.signature_def_map
 
         def to_json(message):
             return json_format.MessageToDict(message, preserving_proto_field_name=True,
                                              always_print_fields_with_no_presence=True)
 
-        return {"model_spec": to_json(response.model_spec),
+        return {"model_spec": to_json(response_spec),
                 "metadata": {proto_api.SIGNATURE_DEF_FIELD: to_json(signature_map)}}
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import tensorflow as tf
-from google.protobuf import text_format
+from google.protobuf import any_pb2, text_format
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
 
 from serving.standin.dtypes import dtype_string, shape_string
 from serving.standin.errors import ServingError, invalid_argument
@@ -31,8 +32,14 @@ class Servable:
         self.max_batch_size = max_batch_size
         saved_model = saved_model_pb2.SavedModel.FromString((self.version_dir / "saved_model.pb").read_bytes())
         self.signature_defs: dict[str, meta_graph_pb2.SignatureDef] = dict(saved_model.meta_graphs[0].signature_def)
+        # GetModelMetadata answers every request with all signatures (get_model_metadata_impl.cc): built once.
+        self.signature_def_map = get_model_metadata_pb2.SignatureDefMap(signature_def=self.signature_defs)
+        self.packed_signature_def_map = any_pb2.Any()
+        self.packed_signature_def_map.Pack(self.signature_def_map)
         self._saved_model = tf.saved_model.load(str(self.version_dir))  # keeps the signatures' variables alive
         self._functions = dict(self._saved_model.signatures)
+        self._input_specs = {name: dict(function.structured_input_signature[1])
+                             for name, function in self._functions.items()}
 
     @property
     def warmup_path(self) -> Path:
@@ -41,11 +48,12 @@ class Servable:
     def signature_def(self, signature_name: str) -> meta_graph_pb2.SignatureDef | None:
         return self.signature_defs.get(signature_name or DEFAULT_SIGNATURE)
 
-    def _function(self, signature_name: str):
+    def _function(self, signature_name: str) -> tuple[object, dict[str, tf.TensorSpec]]:
+        """The signature's concrete function and its input specs by name."""
         name = signature_name or DEFAULT_SIGNATURE
         if name not in self._functions:  # e.g. __saved_model_init_op, which has no callable
             raise invalid_argument(f"Serving signature key \"{name}\" cannot be run by the stand-in")
-        return self._functions[name]
+        return self._functions[name], self._input_specs[name]
 
     def _check_batch(self, size: int):
         if size > self.max_batch_size:
@@ -54,8 +62,7 @@ class Servable:
 
     def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Runs the signature on arrays already checked against its input aliases (predict_util.cc)."""
-        function = self._function(signature_name)
-        specs = dict(function.structured_input_signature[1])
+        function, specs = self._function(signature_name)
         tensors = {name: _as_tensor(index, name, inputs[name], specs[name])
                    for index, name in enumerate(sorted(inputs))}
         sizes = {int(tensor.shape[0]) for tensor in tensors.values() if tensor.shape.rank}
@@ -122,8 +129,8 @@ class Servable:
         if not examples:
             raise invalid_argument("Input is empty.")  # servables/tensorflow/util.cc
         self._check_batch(len(examples))
-        function = self._function(signature_name)
-        (input_name,) = dict(function.structured_input_signature[1])
+        function, specs = self._function(signature_name)
+        (input_name,) = specs
         return self._call(signature_name, function, {input_name: tf.constant(examples, tf.string)})
 
 

@@ -469,9 +469,9 @@ def test_debug_strings_are_rapidjsons_pretty_writer_cut_at_256_bytes():
 
 def test_floats_are_written_with_six_digits_unless_that_loses_the_value():
     # json_tensor.cc: WriteDecimal — StrCat (six significant digits), else max_digits10 digits.
-    assert rest_json._float32(np.float32(0.1)) == 0.1
-    assert rest_json._float32(np.float32(1435774380)) == 1435774340.0  # "1.43577434e+09"
-    assert rest_json._float64(0.1 + 0.2) == 0.30000000000000004
+    assert rest_json._written_floats([np.float32(0.1)]) == [0.1]
+    assert rest_json._written_floats([np.float32(1435774380)]) == [1435774340.0]  # "1.43577434e+09"
+    assert rest_json._written_floats([0.1 + 0.2], np.float64) == [0.30000000000000004]
 
 
 _NESTED_TOO_DEEPLY = "JSON Parse error: arrays or objects nested too deeply for the stand-in's parser (about 1000 levels)"
