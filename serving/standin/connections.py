@@ -43,8 +43,8 @@ class Connection:
     """One client connection: what it waits for ("header", "body", "busy" in a model call, "idle" between
     requests) and until when."""
 
-    def __init__(self, guard: "ConnectionGuard", transport: asyncio.BaseTransport):
-        self._limits = guard.limits
+    def __init__(self, limits: ConnectionLimits, transport: asyncio.BaseTransport):
+        self._limits = limits
         self.transport = transport
         self._enter("header", self._limits.header_seconds)
 
@@ -100,7 +100,7 @@ class ConnectionGuard:
             oldest = min(waiting, key=lambda c: c.since)
             self.displaced += 1
             self._close(oldest)
-        connection = Connection(self, transport)
+        connection = Connection(self.limits, transport)
         self._open[transport] = connection
         return connection
 

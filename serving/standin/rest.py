@@ -78,6 +78,13 @@ def _json_response(payload: dict, status: int = 200) -> web.Response:
                         headers={"Content-Type": "application/json"})
 
 
+def _proto_json(message) -> dict:
+    """A proto as TF Serving's REST API prints it (http_rest_api_util.cc: ToJsonString): field names as in the
+    .proto, and fields without presence printed even when empty."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
 def _error(err: ServingError) -> web.Response:
     """json_tensor.cc: MakeJsonFromStatus, with http_server.cc's status code."""
     return _json_response({"error": err.message}, status=err.http_status)
@@ -160,22 +167,13 @@ class RestApi:
 
     def _status(self, route: Route) -> dict:
         # get_model_status_impl.cc reads only a version number: with a label it lists every version.
-        response = proto_api.status(self._registry.statuses(route.model_name, route.version))
-        return json_format.MessageToDict(response, preserving_proto_field_name=True,
-                                         always_print_fields_with_no_presence=True)
+        return _proto_json(proto_api.status(self._registry.statuses(route.model_name, route.version)))
 
     def _metadata(self, route: Route) -> dict:
         """http_rest_api_util.cc: ToJsonString(GetModelMetadataResponse), with the SignatureDefMap unpacked."""
         servable = self._registry.resolve(route.model_name, route.version, route.label)
-        response_spec = proto_api.metadata_model_spec(servable, route.model_name)
-        signature_map = servable.signature_def_map
-
-        def to_json(message):
-            return json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                             always_print_fields_with_no_presence=True)
-
-        return {"model_spec": to_json(response_spec),
-                "metadata": {proto_api.SIGNATURE_DEF_FIELD: to_json(signature_map)}}
+        return {"model_spec": _proto_json(proto_api.metadata_model_spec(servable, route.model_name)),
+                "metadata": {proto_api.SIGNATURE_DEF_FIELD: _proto_json(servable.signature_def_map)}}
 
 
 def _model_spec(route: Route, signature_name: str) -> model_pb2.ModelSpec:

@@ -81,7 +81,7 @@ class Servable:
 
     def classify(self, signature_name: str, examples: list[bytes]) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(classes [n, k] or None, scores [n, k] or None) as TF Serving's Classify computes them (classifier.cc)."""
-        signature = self._example_signature(signature_name, "classification")
+        signature = self._example_signature(signature_name)
         if len(signature.outputs) not in (1, 2):
             raise invalid_argument(f"Expected one or two output Tensors, found {len(signature.outputs)}")
         _check_example_input(signature, "classification")
@@ -90,7 +90,7 @@ class Servable:
                                    f"\"classes\" or \"scores\". Signature was: {_debug_string(signature)}")
         result = self._examples_run(signature_name, examples)
         classes, scores = result.get("classes"), result.get("scores")
-        for name, tensor, dtype in (("classes", classes, "DT_STRING"), ("scores", scores, "DT_FLOAT")):
+        for name, tensor in (("classes", classes), ("scores", scores)):
             if tensor is None:
                 continue
             if tensor.ndim != 2:
@@ -102,7 +102,7 @@ class Servable:
 
     def regress(self, signature_name: str, examples: list[bytes]) -> np.ndarray:
         """The regression values as TF Serving's Regress computes them (regressor.cc)."""
-        signature = self._example_signature(signature_name, "regression")
+        signature = self._example_signature(signature_name)
         if len(signature.outputs) != 1:
             raise invalid_argument("Expected one output Tensor.")
         _check_example_input(signature, "regression")
@@ -117,7 +117,7 @@ class Servable:
                                    f"{values.shape[0]}")
         return values.reshape(-1)
 
-    def _example_signature(self, signature_name: str, kind: str) -> meta_graph_pb2.SignatureDef:
+    def _example_signature(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
         signature = self.signature_def(signature_name)
         if signature is None:
             raise invalid_argument(f"No signature was found with the name: {signature_name or DEFAULT_SIGNATURE}")
