@@ -26,7 +26,7 @@ from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, 
 
 from serving.standin import proto_api, rest_json
 from serving.standin.json_document import parse_body
-from serving.standin.connections import ConnectionGuard
+from serving.standin.connections import Connection, ConnectionGuard
 from serving.standin.dtypes import INT64_MAX
 from serving.standin.errors import ServingError, invalid_argument
 from serving.standin.registry import ModelRegistry
@@ -99,10 +99,27 @@ class RestApi:
         self._guard = guard
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Answers, and writes the answer here rather than leaving it to aiohttp, so the connection counts as
+        waiting for its next request only once the response has been handed to the transport (a client still
+        reading a long response is neither displaced nor held to the idle limit from before the write)."""
+        connection = self._guard.connection(request.transport)
+        response = await self._response(request, connection)
+        if connection:
+            connection.writing()
+        try:
+            await response.prepare(request)
+            await response.write_eof()  # waits while the transport's buffer is full (a slow reader)
+        except ConnectionError:  # the client left, or the guard cut a reader that did not drain in time
+            _LOG.info("REST connection closed while writing a response (%s)", request.path)
+            return response
+        if connection:
+            connection.answered()
+        return response
+
+    async def _response(self, request: web.Request, connection: Connection | None) -> web.StreamResponse:
         path = request.raw_path  # undecoded, with the query string, as net_http's uri_path()
         if not _HANDLED_PATH.fullmatch(path):
             return web.Response(text=_NOT_FOUND_PAGE, status=404, content_type="text/html")
-        connection = self._guard.connection(request.transport)
         try:
             if connection:
                 connection.reading_body()
@@ -126,9 +143,6 @@ class RestApi:
         except Exception as err:  # a bug must reach the client as a 500 with its message
             _LOG.exception("REST request failed")
             return _error(ServingError(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}"))
-        finally:
-            if connection:
-                connection.answered()
 
     def answer(self, http_method: str, path: str, body: bytes) -> dict:
         """http_rest_api_handler.cc: ProcessRequest, after the body was read."""
