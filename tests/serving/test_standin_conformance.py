@@ -405,6 +405,16 @@ def test_predict_answers_in_the_format_asked_with_floats_as_tf_serving_writes_th
         "doubled": [10], "echo_bytes": [{"b64": "eA=="}], "total": [3.0]}})
 
 
+def test_a_string_output_that_is_not_utf8_goes_back_as_base64_and_a_bytes_output_always_does():
+    # json_tensor.cc writes a string output's raw bytes (RapidJSON's Writer::String); Python's JSON writer cannot,
+    # so the stand-in sends bytes that are not UTF-8 as {"b64": ...}, the documented divergence (deploy/README.md).
+    strings = tf.make_tensor_proto(np.array([b"caf\xc3\xa9", b"\xff\xfe"], dtype=object))
+    assert rest_json.predict_json({"text": strings}, row_format=True) == {
+        "predictions": ["café", {"b64": base64.b64encode(b"\xff\xfe").decode()}]}
+    assert rest_json.predict_json({"text_bytes": strings}, row_format=False) == {  # kBytesTensorNameSuffix
+        "outputs": [{"b64": base64.b64encode("café".encode()).decode()}, {"b64": base64.b64encode(b"\xff\xfe").decode()}]}
+
+
 def test_nan_and_infinity_are_accepted_and_written_as_tokens(tiny_server):
     connection = http.client.HTTPConnection("127.0.0.1", tiny_server.rest_port, timeout=30)
     connection.request("POST", f"{M}:predict", body=b'{"inputs": [NaN, Infinity, -Infinity]}')
