@@ -25,7 +25,8 @@ class ExportedModel:
         self.version_dir = Path(version_dir)
         self._saved_model = tf.saved_model.load(str(version_dir))  # keeps the signature's variables alive
         self._signature = self._saved_model.signatures["serving_default"]
-        self._features_signature = self._saved_model.signatures.get(FEATURES_SIGNATURE)  # None if not written by serving.export
+        # Looked up once, not per batch; None for a SavedModel that serving.export did not write.
+        self._features_signature = self._saved_model.signatures.get(FEATURES_SIGNATURE)
 
     @property
     def signature(self):
