@@ -25,6 +25,8 @@ class ExportedModel:
         self.version_dir = Path(version_dir)
         self._saved_model = tf.saved_model.load(str(version_dir))  # keeps the signature's variables alive
         self._signature = self._saved_model.signatures["serving_default"]
+        # Looked up once, not per batch; None for a SavedModel that serving.export did not write.
+        self._features_signature = self._saved_model.signatures.get(FEATURES_SIGNATURE)
 
     @property
     def signature(self):
@@ -41,6 +43,8 @@ class ExportedModel:
         The same transform and model as `score`, without building and parsing
         tf.Examples: what batch prediction uses on columnar input.
         """
-        outputs = self._saved_model.signatures[FEATURES_SIGNATURE](
-            **{name: tf.constant(values) for name, values in columns.items()})
+        if self._features_signature is None:
+            raise ValueError(f"{self.version_dir} has no '{FEATURES_SIGNATURE}' signature; re-export it with "
+                             "`recsys export`")
+        outputs = self._features_signature(**{name: tf.constant(values) for name, values in columns.items()})
         return {name: value.numpy() for name, value in outputs.items()}

@@ -1,15 +1,16 @@
 """Time limits and a bound on open connections for the stand-in's HTTP server.
 
-aiohttp closes idle kept-alive connections but gives a client unlimited
-time to send a request header or body, and holds as many connections as
-clients open: fifty clients that each send half a header hold fifty
-connections for good. Production HTTP servers bound all three (nginx's
+aiohttp has one timer, its keep-alive timeout, alike for an idle connection
+and a header still arriving (so a short idle limit is a short header limit);
+a body may take forever, and aiohttp holds as many connections as clients
+open. Production HTTP servers bound all three (nginx's
 `client_header_timeout`, `client_body_timeout` and `worker_connections`;
 Go's `ReadHeaderTimeout`; libevent's `evhttp_set_timeout`, under TF
 Serving). The guard wraps each connection's protocol, gives it a deadline
 for whatever it is waiting on, and closes it when the deadline passes; at
 the connection bound a new client displaces the connection that has waited
-longest for a request, so slow clients cannot lock others out.
+longest for a request, so slow clients cannot lock others out. aiohttp's own
+timer is set past every guard deadline (server.py), so the guard's are the limits.
 """
 from __future__ import annotations
 
@@ -40,11 +41,11 @@ class ConnectionLimits:
 
 
 class Connection:
-    """One client connection: what it waits for ("header", "body", "busy" in a model call, "idle" between
-    requests) and until when."""
+    """One client connection: what it waits for ("header", "body", "busy" in a model call, "writing" a response
+    its client has yet to read, "idle" between requests) and until when."""
 
-    def __init__(self, guard: "ConnectionGuard", transport: asyncio.BaseTransport):
-        self._limits = guard.limits
+    def __init__(self, limits: ConnectionLimits, transport: asyncio.BaseTransport):
+        self._limits = limits
         self.transport = transport
         self._enter("header", self._limits.header_seconds)
 
@@ -67,7 +68,11 @@ class Connection:
     def busy(self):
         self._enter("busy", None)  # a model call takes as long as it takes
 
+    def writing(self):
+        self._enter("writing", self._limits.idle_seconds)  # a reader has the idle limit to drain the response
+
     def answered(self):
+        """The response has been handed to the transport: the connection now waits for its next request."""
         self._enter("idle", self._limits.idle_seconds)
 
 
@@ -100,7 +105,7 @@ class ConnectionGuard:
             oldest = min(waiting, key=lambda c: c.since)
             self.displaced += 1
             self._close(oldest)
-        connection = Connection(self, transport)
+        connection = Connection(self.limits, transport)
         self._open[transport] = connection
         return connection
 

@@ -8,7 +8,7 @@ import grpc
 from tensorflow_serving.apis import model_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc
 
 from serving.standin import proto_api
-from serving.standin.errors import ServingError, invalid_argument
+from serving.standin.errors import ServingError
 from serving.standin.registry import ModelRegistry
 
 _LOG = logging.getLogger(__name__)
@@ -32,9 +32,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def _on_model(self, handler, request, context):
         def compute():
-            if not request.HasField("model_spec"):  # predict_impl.cc, classification_service.cc, ...
-                raise invalid_argument("Missing ModelSpec")
-            spec = request.model_spec
+            spec = proto_api.model_spec_of(request)
             return handler(proto_api.resolve(self._registry, spec), spec.name, request)
 
         return _answer(context, compute)
@@ -51,8 +49,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def GetModelMetadata(self, request, context):
         def compute():
             proto_api.check_metadata_request(request)  # before the model is looked up, as TF Serving does
-            return proto_api.metadata(proto_api.resolve(self._registry, request.model_spec),
-                                      request.model_spec.name, request)
+            return proto_api.metadata(proto_api.resolve(self._registry, request.model_spec), request.model_spec.name)
 
         return _answer(context, compute)
 
@@ -70,11 +67,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self._registry = registry
 
     def GetModelStatus(self, request, context):
-        spec = request.model_spec
-
         def compute():
-            if not request.HasField("model_spec"):
-                raise invalid_argument("Missing ModelSpec")
+            spec = proto_api.model_spec_of(request)
             # get_model_status_impl.cc reads only a version number; with a label (or none) it lists every version.
             version = spec.version.value if spec.HasField("version") else None
             return proto_api.status(self._registry.statuses(spec.name, version))

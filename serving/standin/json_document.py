@@ -5,8 +5,10 @@
 offending values in its messages with RapidJSON's PrettyWriter, cut after
 256 bytes (`JsonValueToDebugString`). Python's decoder differs in each of
 these, so this module bridges: an integer beyond 64 bits is a double, a
-number beyond double range is refused, the parse messages are RapidJSON's
-(`error/en.h`), and quoting is iterative so any nesting is safe.
+number beyond double range is refused, a `\\u` escape of half a surrogate
+pair is refused (Python's decoder keeps it as a lone surrogate, which no
+UTF-8 encoder takes), the parse messages are RapidJSON's (`error/en.h`),
+and quoting is iterative so any nesting is safe.
 """
 from __future__ import annotations
 
@@ -15,10 +17,9 @@ import math
 import re
 from decimal import Decimal
 
+from serving.standin.dtypes import INT64_MIN, UINT64_MAX
 from serving.standin.errors import ServingError, invalid_argument
 
-_INT64_MIN = -2**63
-_UINT64_MAX = 2**64 - 1
 _DEBUG_STRING_BYTES = 256  # json_tensor.cc: kMaxJsonDebugStringBytes
 
 # RapidJSON's English messages (error/en.h) for the failures Python's decoder reports.
@@ -31,6 +32,47 @@ _PARSE_MESSAGES = {
     "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
     "Invalid control character at": "Invalid escape character in string.",
 }
+
+
+def utf8_bytes(text: str) -> bytes:
+    """The bytes a parsed JSON string stands for. `parse_body` decodes the body with surrogateescape, so bytes that
+    are not UTF-8 come back as they arrived (RapidJSON takes them as they are: TF Serving does not set
+    kParseValidateEncodingFlag); the only other surrogates, unpaired `\\u` escapes, are refused at parse time."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _byte_offset(text: str, offset: int) -> int:
+    return len(utf8_bytes(text[:offset]))  # RapidJSON counts bytes
+
+
+def _parse_failure(message: str, text: str, offset: int) -> ServingError:
+    """json_tensor.cc: ParseJson's message for a RapidJSON parse error."""
+    return invalid_argument(f"JSON Parse error: {message} at offset: {_byte_offset(text, offset)}")
+
+
+# reader.h ParseStringToStream: a \u escape of a high surrogate must be followed by an escaped low one, and a low
+# one may not stand alone; else kParseErrorStringUnicodeSurrogateInvalid at the first escape's backslash.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
+_SURROGATE_INVALID = "The surrogate pair in string is invalid."
+
+
+def _unpaired_surrogate(text: str, end: int) -> int | None:
+    """The position before `end` of the first escape RapidJSON refuses as an invalid surrogate pair, if any."""
+    if not _SURROGATE_ESCAPE.search(text, 0, end):
+        return None
+    for string in _STRING.finditer(text, 0, end):
+        escapes = _ESCAPE.finditer(string.group())
+        for escape in escapes:
+            code = int(escape.group(1), 16) if escape.group(1) else 0
+            if not 0xD800 <= code <= 0xDFFF:
+                continue
+            low = next(escapes, None) if code <= 0xDBFF else None
+            if (low is None or low.start() != escape.end() or not low.group(1)
+                    or not 0xDC00 <= int(low.group(1), 16) <= 0xDFFF):
+                return string.start() + escape.start()
+    return None
 
 
 class _NumberTooBig(ValueError):
@@ -50,9 +92,15 @@ def _integer(literal: str) -> int | float:
     """RapidJSON keeps integers of int64 or uint64 range; a longer one is read as a double."""
     if len(literal) <= 21:
         value = int(literal)
-        if _INT64_MIN <= value <= _UINT64_MAX:
+        if INT64_MIN <= value <= UINT64_MAX:
             return value
     return _double(literal)
+
+
+class _UnpairedSurrogate(ValueError):
+    def __init__(self, position: int):
+        super().__init__(position)
+        self.position = position
 
 
 _CONSTANTS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -60,6 +108,9 @@ _DECODER = json.JSONDecoder(parse_int=_integer, parse_float=_double, parse_const
 
 
 def _parse_error(text: str, err: json.JSONDecodeError) -> ServingError:
+    surrogate = _unpaired_surrogate(text, err.pos)
+    if surrogate is not None:  # Python's decoder reads on past it; RapidJSON stops there
+        return _parse_failure(_SURROGATE_INVALID, text, surrogate)
     message = _PARSE_MESSAGES.get(err.msg, "Invalid value.")
     offset = err.pos
     if err.msg == "Expecting ',' delimiter":
@@ -72,10 +123,11 @@ def _parse_error(text: str, err: json.JSONDecodeError) -> ServingError:
                        else "Missing a comma or '}' after an object member.")
     elif err.msg == "Unterminated string starting at":
         offset = len(text)
-    elif not text[offset:].strip():
-        message = "The document is empty." if not text.strip() else message
-    byte_offset = len(text[:offset].encode("utf-8", "surrogateescape"))  # RapidJSON counts bytes
-    return invalid_argument(f"JSON Parse error: {message} at offset: {byte_offset}")
+    elif err.msg == "Expecting value" and text[offset:offset + 1] == "-":
+        offset += 1  # reader.h ParseNumber has taken the minus sign when it finds no digit
+    elif not text[:offset].strip(" \t\n\r") and text[offset:offset + 1] in ("", "\x00"):
+        message = "The document is empty."  # reader.h Parse: nothing but whitespace before the end or a '\0'
+    return _parse_failure(message, text, offset)
 
 
 def _innermost(text: str, end: int) -> str:
@@ -106,7 +158,11 @@ def _spelled_for_python(match: re.Match) -> str:
 def _decode(text: str):
     start = len(text) - len(text.lstrip(" \t\n\r"))
     # raw_decode stops after the first value, as RapidJSON's kParseStopWhenDoneFlag does.
-    return _DECODER.raw_decode(text, start)[0]
+    document, end = _DECODER.raw_decode(text, start)
+    surrogate = _unpaired_surrogate(text, end)
+    if surrogate is not None:
+        raise _UnpairedSurrogate(surrogate)
+    return document
 
 
 def parse_body(body: bytes) -> dict:
@@ -124,6 +180,8 @@ def parse_body(body: bytes) -> dict:
             document = _decode(text)
     except json.JSONDecodeError as err:
         raise _parse_error(text, err) from None
+    except _UnpairedSurrogate as err:
+        raise _parse_failure(_SURROGATE_INVALID, text, err.position) from None
     except _NumberTooBig as err:
         offset = max(text.find(err.literal), 0)
         raise invalid_argument(f"JSON Parse error: Number too big to be stored in double. at offset: {offset}") \
@@ -175,7 +233,7 @@ def rapidjson_double(value: float) -> str:
 
 def _string_text(value: str) -> str:
     """A JSON string as RapidJSON's Writer escapes it: text as is, control characters as \\u00XX in capitals."""
-    quoted = json.dumps(value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), ensure_ascii=False)
+    quoted = json.dumps(utf8_bytes(value).decode("utf-8", "replace"), ensure_ascii=False)
     return _CONTROL_ESCAPE.sub(lambda match: match.group().upper().replace("\\U", "\\u"), quoted)
 
 
@@ -220,7 +278,7 @@ def debug_string(value) -> str:
         else:
             piece = _number_text(item)
         out.append(piece)
-        size += len(piece.encode("utf-8", "surrogateescape"))
+        size += len(utf8_bytes(piece))
     return "".join(out)
 
 

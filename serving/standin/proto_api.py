@@ -10,6 +10,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      inference_pb2, input_pb2, model_pb2, predict_pb2, prediction_log_pb2,
                                      regression_pb2)
 
+from serving.standin.dtypes import PROTO_FIELDS
 from serving.standin.errors import ServingError, invalid_argument
 from serving.standin.registry import ModelRegistry, VersionStatus
 from serving.standin.servable import DEFAULT_SIGNATURE, Servable
@@ -17,6 +18,14 @@ from serving.standin.servable import DEFAULT_SIGNATURE, Servable
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 SIGNATURE_DEF_FIELD = "signature_def"  # get_model_metadata_impl.h: kSignatureDef
+
+
+def model_spec_of(request) -> model_pb2.ModelSpec:
+    """The request's ModelSpec, which TF Serving requires of every request (predict_impl.cc,
+    classification_service.cc, regression_service.cc, get_model_metadata_impl.cc, get_model_status_impl.cc)."""
+    if not request.HasField("model_spec"):
+        raise invalid_argument("Missing ModelSpec")
+    return request.model_spec
 
 
 def resolve(registry: ModelRegistry, spec: model_pb2.ModelSpec) -> Servable:
@@ -120,17 +129,11 @@ def predict(servable: Servable, name: str, request: predict_pb2.PredictRequest) 
     return response
 
 
-# Tensor::AsProtoField's repeated field per dtype (TF Serving's Predict answers with it, not tensor_content).
-_PROTO_FIELDS = {tf.float32: "float_val", tf.float64: "double_val", tf.int32: "int_val", tf.int16: "int_val",
-                 tf.int8: "int_val", tf.uint8: "int_val", tf.uint16: "int_val", tf.int64: "int64_val",
-                 tf.bool: "bool_val", tf.string: "string_val", tf.uint32: "uint32_val", tf.uint64: "uint64_val"}
-
-
 def as_proto_field(array: np.ndarray) -> tensor_pb2.TensorProto:
     """A TensorProto with the values in its typed repeated field, as predict_util.cc writes outputs
     (PredictResponseTensorSerializationOption::kAsProtoField)."""
     dtype = tf.as_dtype(array.dtype) if array.dtype.kind not in "SUO" else tf.string
-    field = _PROTO_FIELDS.get(dtype)
+    field = PROTO_FIELDS.get(dtype.as_datatype_enum)  # TF Serving's Predict answers with it, not tensor_content
     if field is None:  # half, complex, ...: TensorFlow's own encoding
         return tf.make_tensor_proto(array)
     proto = tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum,
@@ -201,8 +204,7 @@ def multi_inference(servable: Servable, name: str,
 
 def check_metadata_request(request: get_model_metadata_pb2.GetModelMetadataRequest) -> None:
     """get_model_metadata_impl.cc: a ModelSpec, and signature_def as the only (and at least one) field."""
-    if not request.HasField("model_spec"):
-        raise invalid_argument("Missing ModelSpec")
+    model_spec_of(request)
     if not request.metadata_field:
         raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
     for field in request.metadata_field:
@@ -210,17 +212,17 @@ def check_metadata_request(request: get_model_metadata_pb2.GetModelMetadataReque
             raise invalid_argument(f"Metadata field {field} is not supported")
 
 
-def metadata(servable: Servable, name: str,
-             request: get_model_metadata_pb2.GetModelMetadataRequest) -> get_model_metadata_pb2.GetModelMetadataResponse:
-    """get_model_metadata_impl.cc: SavedModelGetSignatureDef; the model spec names the version, no signature."""
-    check_metadata_request(request)
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
-    for key, signature in servable.signature_defs.items():
-        signature_map.signature_def[key].CopyFrom(signature)
-    response = get_model_metadata_pb2.GetModelMetadataResponse()
-    response.model_spec.name = name
-    response.model_spec.version.value = servable.version
-    response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+def metadata_model_spec(servable: Servable, name: str) -> model_pb2.ModelSpec:
+    """get_model_metadata_impl.cc: the response's model spec names the model and version, no signature."""
+    spec = model_pb2.ModelSpec(name=name)
+    spec.version.value = servable.version
+    return spec
+
+
+def metadata(servable: Servable, name: str) -> get_model_metadata_pb2.GetModelMetadataResponse:
+    """get_model_metadata_impl.cc: SavedModelGetSignatureDef, for a request `check_metadata_request` passed."""
+    response = get_model_metadata_pb2.GetModelMetadataResponse(model_spec=metadata_model_spec(servable, name))
+    response.metadata[SIGNATURE_DEF_FIELD].CopyFrom(servable.packed_signature_def_map)
     return response
 
 

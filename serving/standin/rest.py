@@ -22,12 +22,12 @@ from urllib.parse import unquote
 import grpc
 from aiohttp import web
 from google.protobuf import json_format
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, model_pb2, predict_pb2,
-                                     regression_pb2)
+from tensorflow_serving.apis import classification_pb2, model_pb2, predict_pb2, regression_pb2
 
 from serving.standin import proto_api, rest_json
 from serving.standin.json_document import parse_body
-from serving.standin.connections import ConnectionGuard
+from serving.standin.connections import Connection, ConnectionGuard
+from serving.standin.dtypes import INT64_MAX
 from serving.standin.errors import ServingError, invalid_argument
 from serving.standin.registry import ModelRegistry
 from serving.standin.servable import DEFAULT_SIGNATURE
@@ -40,7 +40,6 @@ _POST_URL = re.compile(r"(?i)/v1/models/([^/:]+)(?:(?:/versions/([0-9]+))|(?:/la
                        r":(classify|regress|predict)")
 _GET_URL = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?"
                       r"(?:/(metadata))?")
-_INT64_MAX = 2**63 - 1
 # libevent's evhttp_send_error page (http.c: ERR_FORMAT), which TF Serving sends for paths it does not handle.
 _NOT_FOUND_PAGE = ("<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n"
                    "</BODY></HTML>\n")
@@ -66,7 +65,7 @@ def parse_route(http_method: str, path: str) -> Route | None:
     version = None
     if version_text:
         version = int(version_text)
-        if version > _INT64_MAX:  # absl::SimpleAtoi into int64
+        if version > INT64_MAX:  # absl::SimpleAtoi into int64
             raise invalid_argument(f"Failed to convert version: {version_text} to numeric.")
     # The model name and label are percent-decoded (curl_easy_unescape); the version never is.
     return Route(unquote(name or "", errors="replace"), version,
@@ -77,6 +76,13 @@ def _json_response(payload: dict, status: int = 200) -> web.Response:
     # http_rest_api_util.cc: AddHeaders sets exactly "application/json" (no charset parameter).
     return web.Response(body=json.dumps(payload).encode(), status=status,
                         headers={"Content-Type": "application/json"})
+
+
+def _proto_json(message) -> dict:
+    """A proto as TF Serving's REST API prints it (http_rest_api_util.cc: ToJsonString): field names as in the
+    .proto, and fields without presence printed even when empty."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
 
 
 def _error(err: ServingError) -> web.Response:
@@ -93,10 +99,27 @@ class RestApi:
         self._guard = guard
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Answers, and writes the answer here rather than leaving it to aiohttp, so the connection counts as
+        waiting for its next request only once the response has been handed to the transport (a client still
+        reading a long response is neither displaced nor held to the idle limit from before the write)."""
+        connection = self._guard.connection(request.transport)
+        response = await self._response(request, connection)
+        if connection:
+            connection.writing()
+        try:
+            await response.prepare(request)
+            await response.write_eof()  # waits while the transport's buffer is full (a slow reader)
+        except ConnectionError:  # the client left, or the guard cut a reader that did not drain in time
+            _LOG.info("REST connection closed while writing a response (%s)", request.path)
+            return response
+        if connection:
+            connection.answered()
+        return response
+
+    async def _response(self, request: web.Request, connection: Connection | None) -> web.StreamResponse:
         path = request.raw_path  # undecoded, with the query string, as net_http's uri_path()
         if not _HANDLED_PATH.fullmatch(path):
             return web.Response(text=_NOT_FOUND_PAGE, status=404, content_type="text/html")
-        connection = self._guard.connection(request.transport)
         try:
             if connection:
                 connection.reading_body()
@@ -120,9 +143,6 @@ class RestApi:
         except Exception as err:  # a bug must reach the client as a 500 with its message
             _LOG.exception("REST request failed")
             return _error(ServingError(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}"))
-        finally:
-            if connection:
-                connection.answered()
 
     def answer(self, http_method: str, path: str, body: bytes) -> dict:
         """http_rest_api_handler.cc: ProcessRequest, after the body was read."""
@@ -161,25 +181,13 @@ class RestApi:
 
     def _status(self, route: Route) -> dict:
         # get_model_status_impl.cc reads only a version number: with a label it lists every version.
-        response = proto_api.status(self._registry.statuses(route.model_name, route.version))
-        return json_format.MessageToDict(response, preserving_proto_field_name=True,
-                                         always_print_fields_with_no_presence=True)
+        return _proto_json(proto_api.status(self._registry.statuses(route.model_name, route.version)))
 
     def _metadata(self, route: Route) -> dict:
-        """http_rest_api_util.cc: ToJsonString(GetModelMetadataResponse), the SignatureDefMap unpacked."""
-        request = get_model_metadata_pb2.GetModelMetadataRequest(
-            model_spec=_model_spec(route, ""), metadata_field=[proto_api.SIGNATURE_DEF_FIELD])
+        """http_rest_api_util.cc: ToJsonString(GetModelMetadataResponse), with the SignatureDefMap unpacked."""
         servable = self._registry.resolve(route.model_name, route.version, route.label)
-        response = proto_api.metadata(servable, route.model_name, request)
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata[proto_api.SIGNATURE_DEF_FIELD].Unpack(signature_map)
-
-        def to_json(message):
-            return json_format.MessageToDict(message, preserving_proto_field_name=True,
-                                             always_print_fields_with_no_presence=True)
-
-        return {"model_spec": to_json(response.model_spec),
-                "metadata": {proto_api.SIGNATURE_DEF_FIELD: to_json(signature_map)}}
+        return {"model_spec": _proto_json(proto_api.metadata_model_spec(servable, route.model_name)),
+                "metadata": {proto_api.SIGNATURE_DEF_FIELD: _proto_json(servable.signature_def_map)}}
 
 
 def _model_spec(route: Route, signature_name: str) -> model_pb2.ModelSpec:

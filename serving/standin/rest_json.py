@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 
 import grpc
 import numpy as np
@@ -21,18 +20,12 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
+from serving.standin.dtypes import (INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, PROTO_FIELDS, UINT32_MAX,
+                                    UINT64_MAX, dtype_string, shape_string)
 from serving.standin.errors import ServingError, invalid_argument
-from serving.standin.json_document import debug_string, format_error, json_type
+from serving.standin.json_document import debug_string, format_error, json_type, utf8_bytes
 
-_INT32 = (-2**31, 2**31 - 1)
-_INT64 = (-2**63, 2**63 - 1)
-_UINT64_MAX = 2**64 - 1
 _BYTES_SUFFIX = "_bytes"  # json_tensor.cc: kBytesTensorNameSuffix, outputs written as {"b64": ...}
-
-
-def dtype_string(dtype: int) -> str:
-    """TensorFlow's DataTypeString: DT_FLOAT → "float"."""
-    return types_pb2.DataType.Name(dtype)[3:].lower()
 
 
 # --- Predict: "instances" (row format) or "inputs" (columnar format) → TensorProtos typed by the signature.
@@ -65,18 +58,22 @@ def _is_integer_in(value, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-_LEAF_RULES = {  # dtype → (accepts the JSON value, TensorProto field)
-    types_pb2.DT_FLOAT: (_is_number, "float_val"),
-    types_pb2.DT_DOUBLE: (_is_number, "double_val"),
-    types_pb2.DT_INT32: (lambda v: _is_integer_in(v, *_INT32), "int_val"),
-    types_pb2.DT_INT16: (lambda v: _is_integer_in(v, *_INT32), "int_val"),
-    types_pb2.DT_INT8: (lambda v: _is_integer_in(v, *_INT32), "int_val"),
-    types_pb2.DT_UINT8: (lambda v: _is_integer_in(v, *_INT32), "int_val"),
-    types_pb2.DT_STRING: (lambda v: isinstance(v, str), "string_val"),
-    types_pb2.DT_INT64: (lambda v: _is_integer_in(v, *_INT64), "int64_val"),
-    types_pb2.DT_BOOL: (lambda v: isinstance(v, bool), "bool_val"),
-    types_pb2.DT_UINT32: (lambda v: _is_integer_in(v, 0, 2**32 - 1), "uint32_val"),
-    types_pb2.DT_UINT64: (lambda v: _is_integer_in(v, 0, _UINT64_MAX), "uint64_val"),
+def _is_int32(value) -> bool:
+    return _is_integer_in(value, INT32_MIN, INT32_MAX)  # RapidJSON's IsInt, for every type stored in int_val
+
+
+_ACCEPTS = {  # json_tensor.cc AddValueToTensor: dtype → whether it takes the JSON value (DT_UINT16: unimplemented)
+    types_pb2.DT_FLOAT: _is_number,
+    types_pb2.DT_DOUBLE: _is_number,
+    types_pb2.DT_INT32: _is_int32,
+    types_pb2.DT_INT16: _is_int32,
+    types_pb2.DT_INT8: _is_int32,
+    types_pb2.DT_UINT8: _is_int32,
+    types_pb2.DT_STRING: lambda v: isinstance(v, str),
+    types_pb2.DT_INT64: lambda v: _is_integer_in(v, INT64_MIN, INT64_MAX),
+    types_pb2.DT_BOOL: lambda v: isinstance(v, bool),
+    types_pb2.DT_UINT32: lambda v: _is_integer_in(v, 0, UINT32_MAX),
+    types_pb2.DT_UINT64: lambda v: _is_integer_in(v, 0, UINT64_MAX),
 }
 
 
@@ -86,14 +83,13 @@ def _leaf(value, dtype: int):
         if dtype == types_pb2.DT_STRING:
             return _decode_base64(value)
         raise _type_error(value, dtype)
-    if dtype not in _LEAF_RULES:
+    if dtype not in _ACCEPTS:
         raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"Conversion of JSON Value: {debug_string(value)} "
                                            f"to type: {dtype_string(dtype)}")
-    accepts, _ = _LEAF_RULES[dtype]
-    if not accepts(value):
+    if not _ACCEPTS[dtype](value):
         raise _type_error(value, dtype)
     if dtype == types_pb2.DT_STRING:
-        return value.encode("utf-8", "surrogateescape")
+        return utf8_bytes(value)
     if dtype == types_pb2.DT_FLOAT:
         with np.errstate(over="ignore"):  # RapidJSON's GetFloat casts; beyond float32 is infinity
             return float(np.float32(value))
@@ -135,13 +131,9 @@ def _fill(value, dtype: int, shape: list[int]) -> list:
 def _tensor(dtype: int, shape: list[int], values: list) -> tensor_pb2.TensorProto:
     tensor = tensor_pb2.TensorProto(dtype=dtype)
     tensor.tensor_shape.dim.extend(tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape)
-    if dtype in _LEAF_RULES:
-        getattr(tensor, _LEAF_RULES[dtype][1]).extend(values)
+    if dtype in _ACCEPTS:
+        getattr(tensor, PROTO_FIELDS[dtype]).extend(values)
     return tensor
-
-
-def _shape_text(shape: list[int]) -> str:
-    return "[" + ",".join(str(d) for d in shape) + "]"
 
 
 class _Column:
@@ -161,7 +153,7 @@ class _Column:
         elif self.item_size != len(values):
             raise invalid_argument(f"Expecting tensor size: {self.item_size} but got: {len(values)}")
         elif self.item_shape != shape:
-            raise invalid_argument(f"Expecting shape {_shape_text(self.item_shape)} but got: {_shape_text(shape)}")
+            raise invalid_argument(f"Expecting shape {shape_string(self.item_shape)} but got: {shape_string(shape)}")
         self.values.extend(values)
 
 
@@ -284,14 +276,14 @@ def _add_to_feature(value, name: str, feature: feature_pb2.Feature):
         feature.bytes_list.value.append(_decode_base64(value))
     elif isinstance(value, str):
         ensure_kind("bytes_list")
-        feature.bytes_list.value.append(value.encode("utf-8", "surrogateescape"))
+        feature.bytes_list.value.append(utf8_bytes(value))
     elif isinstance(value, float):
         ensure_kind("float_list")
         with np.errstate(over="ignore"):
             feature.float_list.value.append(float(np.float32(value)))
     else:
         ensure_kind("int64_list")
-        if value > _INT64[1]:
+        if value > INT64_MAX:
             raise invalid_argument(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
         feature.int64_list.value.append(value)
 
@@ -345,20 +337,16 @@ def _decimals(array: np.ndarray, digits: int) -> np.ndarray:
     return result.reshape(array.shape)
 
 
-def _float32(value) -> float:
-    return _decimals(np.array([value], np.float32), 9)[0]
-
-
-def _float64(value) -> float:
-    return _decimals(np.array([value], np.float64), 17)[0]
+def _written_floats(values, dtype=np.float32) -> list:
+    """Float32 or float64 values (nested lists keep their shape) as WriteDecimal writes them, in one vectorised
+    pass: a value at a time costs ten times as much (1000 regression results: 8.9 ms against 1.8 ms)."""
+    array = np.asarray(values, dtype)
+    return _decimals(array, 9 if array.dtype == np.float32 else 17).tolist()  # max_digits10
 
 
 def _writer(tensor: tensor_pb2.TensorProto, name: str):
+    """The writer of one value of a tensor that is not float or double (those are written whole by `_values`)."""
     dtype = tensor.dtype
-    if dtype == types_pb2.DT_FLOAT:
-        return _float32
-    if dtype == types_pb2.DT_DOUBLE:
-        return _float64
     if dtype == types_pb2.DT_STRING:
         if name.endswith(_BYTES_SUFFIX):
             return lambda raw: {"b64": base64.b64encode(raw).decode("ascii")}
@@ -383,7 +371,7 @@ def _text(raw: bytes):
 def _values(tensor: tensor_pb2.TensorProto, name: str):
     array = tf.make_ndarray(tensor)
     if tensor.dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):  # whole arrays at once: outputs can be long
-        return _decimals(array, 9 if tensor.dtype == types_pb2.DT_FLOAT else 17).tolist()
+        return _written_floats(array, array.dtype)
     write = _writer(tensor, name)
     if array.ndim == 0:
         return write(array.item())
@@ -416,11 +404,13 @@ def predict_json(outputs: dict[str, tensor_pb2.TensorProto], row_format: bool) -
 def classification_json(result: classification_pb2.ClassificationResult) -> dict:
     if not result.classifications:
         raise invalid_argument("Cannot convert empty ClassificationResults to JSON")
-    return {"results": [[[entry.label, _float32(entry.score)] for entry in classifications.classes]
+    scores = iter(_written_floats([entry.score for classifications in result.classifications
+                                   for entry in classifications.classes]))
+    return {"results": [[[entry.label, next(scores)] for entry in classifications.classes]
                         for classifications in result.classifications]}
 
 
 def regression_json(result: regression_pb2.RegressionResult) -> dict:
     if not result.regressions:
         raise invalid_argument("Cannot convert empty RegressionResults to JSON")
-    return {"results": [_float32(regression.value) for regression in result.regressions]}
+    return {"results": _written_floats([regression.value for regression in result.regressions])}

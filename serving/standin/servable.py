@@ -12,10 +12,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import tensorflow as tf
-from google.protobuf import text_format
-from tensorflow.core.framework import types_pb2
+from google.protobuf import any_pb2, text_format
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
 
+from serving.standin.dtypes import dtype_string, shape_string
 from serving.standin.errors import ServingError, invalid_argument
 from serving.warmup import WARMUP_FILE
 
@@ -31,8 +32,14 @@ class Servable:
         self.max_batch_size = max_batch_size
         saved_model = saved_model_pb2.SavedModel.FromString((self.version_dir / "saved_model.pb").read_bytes())
         self.signature_defs: dict[str, meta_graph_pb2.SignatureDef] = dict(saved_model.meta_graphs[0].signature_def)
+        # GetModelMetadata answers every request with all signatures (get_model_metadata_impl.cc): built once.
+        self.signature_def_map = get_model_metadata_pb2.SignatureDefMap(signature_def=self.signature_defs)
+        self.packed_signature_def_map = any_pb2.Any()
+        self.packed_signature_def_map.Pack(self.signature_def_map)
         self._saved_model = tf.saved_model.load(str(self.version_dir))  # keeps the signatures' variables alive
         self._functions = dict(self._saved_model.signatures)
+        self._input_specs = {name: dict(function.structured_input_signature[1])
+                             for name, function in self._functions.items()}
 
     @property
     def warmup_path(self) -> Path:
@@ -41,11 +48,12 @@ class Servable:
     def signature_def(self, signature_name: str) -> meta_graph_pb2.SignatureDef | None:
         return self.signature_defs.get(signature_name or DEFAULT_SIGNATURE)
 
-    def _function(self, signature_name: str):
+    def _function(self, signature_name: str) -> tuple[object, dict[str, tf.TensorSpec]]:
+        """The signature's concrete function and its input specs by name."""
         name = signature_name or DEFAULT_SIGNATURE
         if name not in self._functions:  # e.g. __saved_model_init_op, which has no callable
             raise invalid_argument(f"Serving signature key \"{name}\" cannot be run by the stand-in")
-        return self._functions[name]
+        return self._functions[name], self._input_specs[name]
 
     def _check_batch(self, size: int):
         if size > self.max_batch_size:
@@ -54,8 +62,7 @@ class Servable:
 
     def run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Runs the signature on arrays already checked against its input aliases (predict_util.cc)."""
-        function = self._function(signature_name)
-        specs = dict(function.structured_input_signature[1])
+        function, specs = self._function(signature_name)
         tensors = {name: _as_tensor(index, name, inputs[name], specs[name])
                    for index, name in enumerate(sorted(inputs))}
         sizes = {int(tensor.shape[0]) for tensor in tensors.values() if tensor.shape.rank}
@@ -74,7 +81,7 @@ class Servable:
 
     def classify(self, signature_name: str, examples: list[bytes]) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(classes [n, k] or None, scores [n, k] or None) as TF Serving's Classify computes them (classifier.cc)."""
-        signature = self._example_signature(signature_name, "classification")
+        signature = self._example_signature(signature_name)
         if len(signature.outputs) not in (1, 2):
             raise invalid_argument(f"Expected one or two output Tensors, found {len(signature.outputs)}")
         _check_example_input(signature, "classification")
@@ -83,19 +90,19 @@ class Servable:
                                    f"\"classes\" or \"scores\". Signature was: {_debug_string(signature)}")
         result = self._examples_run(signature_name, examples)
         classes, scores = result.get("classes"), result.get("scores")
-        for name, tensor, dtype in (("classes", classes, "DT_STRING"), ("scores", scores, "DT_FLOAT")):
+        for name, tensor in (("classes", classes), ("scores", scores)):
             if tensor is None:
                 continue
             if tensor.ndim != 2:
                 raise invalid_argument(f"Expected Tensor shape: [batch_size num_classes] but got "
-                                       f"{_shape_string(tensor.shape)}")
+                                       f"{shape_string(tensor.shape)}")
             if tensor.shape[0] != len(examples):
                 raise invalid_argument(f"Expected {name} output batch size of {len(examples)}. Got: {tensor.shape[0]}")
         return classes, scores
 
     def regress(self, signature_name: str, examples: list[bytes]) -> np.ndarray:
         """The regression values as TF Serving's Regress computes them (regressor.cc)."""
-        signature = self._example_signature(signature_name, "regression")
+        signature = self._example_signature(signature_name)
         if len(signature.outputs) != 1:
             raise invalid_argument("Expected one output Tensor.")
         _check_example_input(signature, "regression")
@@ -104,13 +111,13 @@ class Servable:
         values = self._examples_run(signature_name, examples)["outputs"]
         if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
             raise invalid_argument("Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
-                                   f"but got {_shape_string(values.shape)}")
+                                   f"but got {shape_string(values.shape)}")
         if values.shape[0] != len(examples):
             raise invalid_argument(f"Input batch size did not match output batch size: {len(examples)} vs. "
                                    f"{values.shape[0]}")
         return values.reshape(-1)
 
-    def _example_signature(self, signature_name: str, kind: str) -> meta_graph_pb2.SignatureDef:
+    def _example_signature(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
         signature = self.signature_def(signature_name)
         if signature is None:
             raise invalid_argument(f"No signature was found with the name: {signature_name or DEFAULT_SIGNATURE}")
@@ -122,8 +129,8 @@ class Servable:
         if not examples:
             raise invalid_argument("Input is empty.")  # servables/tensorflow/util.cc
         self._check_batch(len(examples))
-        function = self._function(signature_name)
-        (input_name,) = dict(function.structured_input_signature[1])
+        function, specs = self._function(signature_name)
+        (input_name,) = specs
         return self._call(signature_name, function, {input_name: tf.constant(examples, tf.string)})
 
 
@@ -137,19 +144,15 @@ def _debug_string(message) -> str:
     return text_format.MessageToString(message)
 
 
-def _shape_string(shape) -> str:
-    """TensorShape::DebugString: [2,3]."""
-    return "[" + ",".join(str(d) for d in shape) + "]"
-
-
 def _as_tensor(index: int, name: str, value: np.ndarray, spec: tf.TensorSpec) -> tf.Tensor:
     """The input as the signature's dtype; a mismatch gets TensorFlow's feed error (session->Run)."""
     value = np.asarray(value)
     wanted = spec.dtype
     sent = _dtype_name(value)
     if sent != wanted.name and not (wanted == tf.string and value.dtype.kind in "SUO"):
-        raise invalid_argument(f"Expects arg[{index}] to be {_tf_type_string(wanted)} but "
-                               f"{_tf_type_string(tf.as_dtype(sent)) if sent else value.dtype} is provided")
+        provided = dtype_string(tf.as_dtype(sent).as_datatype_enum) if sent else value.dtype
+        raise invalid_argument(f"Expects arg[{index}] to be {dtype_string(wanted.as_datatype_enum)} but "
+                               f"{provided} is provided")
     if not spec.shape.is_compatible_with(value.shape):
         raise invalid_argument(f"input '{name}': expects shape {spec.shape.as_list()} (None = any) "
                                f"but got {list(value.shape)}")
@@ -163,11 +166,6 @@ def _dtype_name(value: np.ndarray) -> str | None:
         return tf.as_dtype(value.dtype).name
     except TypeError:
         return None
-
-
-def _tf_type_string(dtype: tf.DType) -> str:
-    """TensorFlow's DataTypeString ("float", "int64", "string")."""
-    return types_pb2.DataType.Name(dtype.as_datatype_enum)[3:].lower()
 
 
 def _essential(message: str) -> str:

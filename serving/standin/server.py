@@ -24,6 +24,7 @@ from serving.standin.registry import ModelRegistry
 from serving.standin.rest import rest_app
 
 _LOG = logging.getLogger(__name__)
+_AIOHTTP_KEEPALIVE_SECONDS = 24 * 3600.0
 
 
 class StandInServer:
@@ -60,9 +61,11 @@ class StandInServer:
 
     def _run_rest(self, ready: threading.Event, failure: list):
         self._loop = asyncio.new_event_loop()
-        limits = self.connections.limits
+        # The guard alone closes idle connections (its idle deadline starts once a response is written and also
+        # decides which connection a new client displaces); aiohttp's own keep-alive timer cannot be switched off
+        # (0 closes a kept-alive connection at once), so it is set past any deadline the guard enforces.
         runner = web.AppRunner(rest_app(self.registry, self._pool, self.connections), access_log=None,
-                               keepalive_timeout=limits.idle_seconds)
+                               keepalive_timeout=_AIOHTTP_KEEPALIVE_SECONDS)
         try:
             self._loop.run_until_complete(runner.setup())
             # The guard wraps aiohttp's protocol, so the server is created here rather than by a TCPSite.

@@ -152,21 +152,21 @@ def tiny_model_dir(tmp_path_factory):
     return base
 
 
-def tiny_config(base_path):
+def tiny_stand_in(model_dir, limits=None):
+    """A stand-in (not started; use it as a context manager) for the tiny model on free loopback ports, with the
+    label `stable` → version 1 and the given connection limits (the defaults when None)."""
+    from serving.standin.connections import ConnectionLimits
     from serving.standin.registry import single_model_config
+    from serving.standin.server import StandInServer
 
-    config = single_model_config(TINY_MODEL, base_path)
+    config = single_model_config(TINY_MODEL, model_dir)
     config.model_config_list.config[0].version_labels["stable"] = 1
-    return config
+    return StandInServer(config, host="127.0.0.1", rest_port=0, grpc_port=0, max_batch_size=64, poll_seconds=30,
+                         workers=2, limits=limits or ConnectionLimits())
 
 
 @pytest.fixture(scope="session")
 def tiny_server(tiny_model_dir):
     """The stand-in serving the tiny model on loopback, with the label `stable` → version 1."""
-    from serving.standin.server import StandInServer
-
-    stand_in = StandInServer(tiny_config(tiny_model_dir), host="127.0.0.1", rest_port=0, grpc_port=0,
-                             max_batch_size=64, poll_seconds=30, workers=2)
-    stand_in.start()
-    yield stand_in
-    stand_in.stop()
+    with tiny_stand_in(tiny_model_dir) as stand_in:
+        yield stand_in

@@ -323,6 +323,36 @@ def test_bad_predict_bodies_get_tf_servings_words(tiny_server, body, message):
     assert error_of(tiny_server, "POST", f"{M}:predict", body) == (400, message)
 
 
+# RapidJSON's include/rapidjson/reader.h (ParseStringToStream) refuses a \u escape of a UTF-16 surrogate that is not
+# half of a pair, a lone low one or a high one not followed by an escaped low one, with
+# kParseErrorStringUnicodeSurrogateInvalid ("The surrogate pair in string is invalid.", include/rapidjson/error/en.h)
+# at the offset of the first escape's backslash (escapeOffset); util/json_tensor.cc ParseJson writes
+# "JSON Parse error: <message> at offset: <offset>". Document order decides which error is reported.
+@pytest.mark.parametrize("action, body, message", [
+    ("predict", '{"instances": ["\\ud800"]}', "JSON Parse error: The surrogate pair in string is invalid. at offset: 16"),
+    ("predict", '{"instances": ["a\\udc80"]}', "JSON Parse error: The surrogate pair in string is invalid. at offset: 17"),
+    ("predict", '{"instances": ["\\ud800\\u0041"]}',
+     "JSON Parse error: The surrogate pair in string is invalid. at offset: 16"),
+    ("predict", '{"instances": ["\\ud800" 1]}', "JSON Parse error: The surrogate pair in string is invalid. at offset: 16"),
+    ("predict", '{"instances": [1 "\\ud800"]}',
+     "JSON Parse error: Missing a comma or ']' after an array element. at offset: 17"),
+    ("classify", '{"examples": [{"names": "\\udfff"}]}',
+     "JSON Parse error: The surrogate pair in string is invalid. at offset: 25"),
+    ("classify", '{"examples": [{"x": 1.0}], "signature_name": "\\udbff"}',
+     "JSON Parse error: The surrogate pair in string is invalid. at offset: 46"),
+])
+def test_unpaired_surrogate_escapes_are_refused_as_rapidjson_does(tiny_server, action, body, message):
+    assert error_of(tiny_server, "POST", f"{M}:{action}", body) == (400, message)
+
+
+def test_paired_surrogate_escapes_and_an_escaped_backslash_are_read_as_text(tiny_server):
+    body = ('{"signature_name": "multi", "inputs": {"a": [[1, 2], [3, 4]], "b": ["\\ud83d\\ude00", "\\\\ud800"], '
+            '"c": [1, 2]}} "\\ud800"')  # text after the first value is never read (kParseStopWhenDoneFlag)
+    status, body = call(tiny_server, "POST", f"{M}:predict", body)
+    assert (status, body["outputs"]["echo_bytes"]) == (200, [{"b64": base64.b64encode("😀".encode()).decode()},
+                                                             {"b64": base64.b64encode(b"\\ud800").decode()}])
+
+
 @pytest.mark.parametrize("body, message", [
     ('{"examples": [1]}', "Example must be JSON object but got JSON Number"),  # (test)
     ('{"context": [], "examples": [{}]}', "Example must be JSON object but got JSON Array"),
@@ -375,6 +405,16 @@ def test_predict_answers_in_the_format_asked_with_floats_as_tf_serving_writes_th
         "doubled": [10], "echo_bytes": [{"b64": "eA=="}], "total": [3.0]}})
 
 
+def test_a_string_output_that_is_not_utf8_goes_back_as_base64_and_a_bytes_output_always_does():
+    # json_tensor.cc writes a string output's raw bytes (RapidJSON's Writer::String); Python's JSON writer cannot,
+    # so the stand-in sends bytes that are not UTF-8 as {"b64": ...}, the documented divergence (deploy/README.md).
+    strings = tf.make_tensor_proto(np.array([b"caf\xc3\xa9", b"\xff\xfe"], dtype=object))
+    assert rest_json.predict_json({"text": strings}, row_format=True) == {
+        "predictions": ["café", {"b64": base64.b64encode(b"\xff\xfe").decode()}]}
+    assert rest_json.predict_json({"text_bytes": strings}, row_format=False) == {  # kBytesTensorNameSuffix
+        "outputs": [{"b64": base64.b64encode("café".encode()).decode()}, {"b64": base64.b64encode(b"\xff\xfe").decode()}]}
+
+
 def test_nan_and_infinity_are_accepted_and_written_as_tokens(tiny_server):
     connection = http.client.HTTPConnection("127.0.0.1", tiny_server.rest_port, timeout=30)
     connection.request("POST", f"{M}:predict", body=b'{"inputs": [NaN, Infinity, -Infinity]}')
@@ -389,8 +429,10 @@ def test_nan_and_infinity_are_accepted_and_written_as_tokens(tiny_server):
 def test_classify_and_regress_results_and_example_typing(tiny_server):
     status, body = call(tiny_server, "POST", f"{M}:classify",
                         '{"signature_name": "classify_x", "examples": [{"x": 0.0}, {"x": [0]}]}')
-    # An integer makes an int64 feature (AddValueToFeature); the model parses x as float and refuses it.
+    # An integer makes an int64 feature (AddValueToFeature); the model parses x as float and refuses it
+    # (TensorFlow's example parser, example_proto_fast_parsing.cc).
     assert status == 400 and "x" in body["error"]
+    assert body == {"error": "Key: x, Index: 1.  Data types don't match. Data type: int64 but expected type: float"}
     status, body = call(tiny_server, "POST", f"{M}:classify",
                         '{"signature_name": "classify_x", "context": {"x": 0.0}, "examples": [{}]}')
     assert (status, body) == (200, {"results": [[["", 0.5], ["", 0.5]]]})
@@ -402,12 +444,21 @@ def test_classify_and_regress_results_and_example_typing(tiny_server):
 # --- Bodies no parser should choke on: 400, never 500, and the server keeps answering.
 
 def test_pathological_nesting_and_size_get_400_and_the_server_keeps_serving(tiny_server):
+    # The size limit's message is checked in test_standin_timeouts (a 4096-byte limit; 256 MiB by default).
     deep = "[" * 200_000 + "]" * 200_000
-    for body in (f'{{"instances": {deep}}}', deep, '{"a":' * 100_000 + "1" + "}" * 100_000,
-                 '{"instances": [' + "9" * 10_000 + "]}", '{"instances": ["' + "x" * 5_000_000 + '"]}',
-                 b'{"instances": ["\xff\xfe"]}', '{"instances": [' + "[" * 600 + "1.0" + "]" * 600 + "]}"):
+    not_a_float = "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: "
+    for body, message in [
+        (f'{{"instances": {deep}}}', _NESTED_TOO_DEEPLY), (deep, _NESTED_TOO_DEEPLY),
+        ('{"a":' * 100_000 + "1" + "}" * 100_000, _NESTED_TOO_DEEPLY),
+        ('{"instances": [' + "9" * 10_000 + "]}", "JSON Parse error: Number too big to be stored in double. at offset: 15"),
+        ('{"instances": ["' + "x" * 5_000_000 + '"]}', not_a_float + '"' + "x" * 200),
+        (b'{"instances": ["\xff\xfe"]}', not_a_float + '"\ufffd\ufffd" Type: String is not of expected type: float'),
+        # 601 dimensions: beyond TensorShape's 254, so the TensorProto does not parse (predict_util.cc).
+        ('{"instances": [' + "[" * 600 + "1.0" + "]" * 600 + "]}", "tensor parsing error: x"),
+    ]:
         status, payload = call(tiny_server, "POST", f"{M}:predict", body)
         assert status == 400 and payload["error"], payload
+        assert payload["error"][:len(message)] == message, payload["error"][:300]
     assert call(tiny_server, "POST", f"{M}:predict", '{"instances": [1.0]}') == (200, {"predictions": [2.5]})
 
 
@@ -428,17 +479,29 @@ def test_debug_strings_are_rapidjsons_pretty_writer_cut_at_256_bytes():
 
 def test_floats_are_written_with_six_digits_unless_that_loses_the_value():
     # json_tensor.cc: WriteDecimal — StrCat (six significant digits), else max_digits10 digits.
-    assert rest_json._float32(np.float32(0.1)) == 0.1
-    assert rest_json._float32(np.float32(1435774380)) == 1435774340.0  # "1.43577434e+09"
-    assert rest_json._float64(0.1 + 0.2) == 0.30000000000000004
+    assert rest_json._written_floats([np.float32(0.1)]) == [0.1]
+    assert rest_json._written_floats([np.float32(1435774380)]) == [1435774340.0]  # "1.43577434e+09"
+    assert rest_json._written_floats([0.1 + 0.2], np.float64) == [0.30000000000000004]
 
 
-def test_parse_errors_are_invalid_argument_never_another_exception():
-    for body in (b"\x00", b"{\"a\": \"\\ud800\"}", b"{\"a\": -}", b"[" * 5000, b"{\"a\":" + b"1" * 30 + b"}"):
-        try:
-            json_document.parse_body(body)
-        except ServingError as err:
-            assert err.code == grpc.StatusCode.INVALID_ARGUMENT and err.message.startswith(("JSON", ))
+_NESTED_TOO_DEEPLY = "JSON Parse error: arrays or objects nested too deeply for the stand-in's parser (about 1000 levels)"
+
+
+@pytest.mark.parametrize("body, outcome", [
+    (b"\x00", "JSON Parse error: The document is empty. at offset: 0"),  # reader.h Parse: '\0' ends the stream
+    (b"{\"a\": \"\\ud800\"}", "JSON Parse error: The surrogate pair in string is invalid. at offset: 7"),
+    (b"{\"a\": -}", "JSON Parse error: Invalid value. at offset: 7"),  # reader.h ParseNumber took the minus sign
+    (b"[" * 5000, _NESTED_TOO_DEEPLY),  # the stand-in's documented divergence (RapidJSON: Invalid value.)
+    (b"{\"a\":" + b"1" * 30 + b"}", {"a": 1.111111111111111e29}),  # beyond 64 bits: a double, as RapidJSON reads it
+])
+def test_parse_body_gives_the_document_or_invalid_argument_never_another_exception(body, outcome):
+    if isinstance(outcome, dict):
+        assert json_document.parse_body(body) == outcome
+        return
+    with pytest.raises(ServingError) as refused:
+        json_document.parse_body(body)
+    assert (refused.value.code, refused.value.message) == (grpc.StatusCode.INVALID_ARGUMENT, outcome)
+    assert refused.value.message.startswith(("JSON", ))
 
 
 def test_grpc_classify_regress_and_multi_inference_refusals(stubs):

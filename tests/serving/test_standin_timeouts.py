@@ -13,23 +13,16 @@ import time
 import pytest
 
 from serving.standin.connections import ConnectionGuard, ConnectionLimits
-from tests.serving.conftest import TINY_MODEL, tiny_config
+from tests.serving.conftest import TINY_MODEL, tiny_stand_in
 
 STATUS_REQUEST = f"GET /v1/models/{TINY_MODEL} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
 PARTIAL_HEADER = f"GET /v1/models/{TINY_MODEL} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
 SHORT = ConnectionLimits(header_seconds=0.6, body_seconds=0.6, idle_seconds=2.0, max_connections=16)
 
 
-def _server(model_dir, limits: ConnectionLimits):
-    from serving.standin.server import StandInServer
-
-    return StandInServer(tiny_config(model_dir), host="127.0.0.1", rest_port=0, grpc_port=0, max_batch_size=8,
-                         poll_seconds=30, workers=2, limits=limits)
-
-
 @pytest.fixture(scope="module")
 def short_limits_server(tiny_model_dir):
-    with _server(tiny_model_dir, SHORT) as server:
+    with tiny_stand_in(tiny_model_dir, SHORT) as server:
         yield server
 
 
@@ -76,7 +69,7 @@ def test_partial_headers_are_cut_off_at_the_header_limit_while_others_are_answer
             time.sleep(0.15)
             trickle.sendall(b"X")
         closed_after = [seconds_until_closed(sock, started) for sock in stalled]
-    # Well before the idle limit, which aiohttp's own keep-alive timer would apply to a partial header.
+    # Well before the idle limit (aiohttp on its own would leave a partial header to its keep-alive timer).
     assert all(SHORT.header_seconds - 0.1 <= t <= SHORT.header_seconds + 1.0 for t in closed_after), closed_after
     assert short_limits_server.connections.open_connections <= 1
     assert answered(short_limits_server) == "HTTP/1.1 200 OK"
@@ -114,11 +107,23 @@ def test_a_kept_alive_connection_that_starts_a_header_gets_the_header_limit_not_
     assert SHORT.header_seconds - 0.1 <= closed_after < SHORT.idle_seconds - 0.2
 
 
+@pytest.mark.parametrize("request_bytes", [STATUS_REQUEST, b"GET /statuspage HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"],
+                         ids=["v1", "outside-v1"])
+def test_the_idle_limit_starts_once_the_response_is_written_whatever_the_path(short_limits_server, request_bytes):
+    # A 404 page outside /v1/ left its connection on the header deadline of its request (cut after 0.6 s, not 2 s).
+    with connections(short_limits_server, 1) as (sock,):
+        sock.sendall(request_bytes)
+        assert sock.recv(4096).startswith((b"HTTP/1.1 200 OK", b"HTTP/1.1 404 Not Found"))
+        started = time.monotonic()
+        closed_after = seconds_until_closed(sock, started)
+    assert SHORT.idle_seconds - 0.3 <= closed_after <= SHORT.idle_seconds + 2.0
+
+
 @pytest.fixture(scope="module")
 def bounded_server(tiny_model_dir):
     limits = ConnectionLimits(header_seconds=20, body_seconds=20, idle_seconds=20, max_connections=4,
                               max_body_bytes=4096)
-    with _server(tiny_model_dir, limits) as server:
+    with tiny_stand_in(tiny_model_dir, limits) as server:
         yield server
 
 
@@ -164,6 +169,13 @@ def test_when_every_connection_is_busy_a_new_one_is_refused_and_deadlines_close_
     guard.connection(first).answered()
     assert guard.close_expired(time.monotonic() + 0.5) == 0
     assert guard.close_expired(time.monotonic() + 1.5) == 1 and first.aborted and not second.aborted
+    # A connection still writing its response is not waiting for a request: never displaced, and its reader
+    # gets the idle limit to drain it.
+    fourth = _Transport()
+    guard.admit(fourth).busy()
+    guard.connection(second).writing()
+    assert guard.admit(third) is None and guard.refused == 2 and not second.aborted
+    assert guard.close_expired(time.monotonic() + 1.5) == 1 and second.aborted and not fourth.aborted
     with pytest.raises(ValueError, match="header_seconds must be positive"):
         ConnectionLimits(header_seconds=0)
     with pytest.raises(ValueError, match="max_body_bytes must be at least 1"):
