@@ -22,7 +22,7 @@ from features.config import Config
 from pipelines.columnar.analysis import TrainAnalyzers
 from pipelines.columnar.reader import MalformedLine, iter_csv_batches, iter_parquet_batches
 from pipelines.columnar.transform import BatchTransformer, write_transform_fn
-from pipelines.columnar.validation import ColumnarValidator, malformed_letter
+from pipelines.columnar.validation import ColumnarValidator, take_malformed_letters
 from pipelines.sharded_tfrecords import shard_path
 from pipelines.input_files import InputError, InputSource
 from pipelines.split import TRAIN, split_of
@@ -97,8 +97,7 @@ def _analyse_and_spill(config: Config, sources: list[InputSource], header: list[
             for path, batch in _batches(config, source, header, malformed):
                 valid = validator(batch, path)
                 write_letters(valid.dead_letters)
-                write_letters([malformed_letter(line, config.input.delimiter, path) for line in malformed])
-                malformed.clear()
+                write_letters(take_malformed_letters(malformed, config.input.delimiter, path))
                 counts[f"{DROPPED}/{OUTSIDE_SAMPLE_SPACE}"] += valid.dropped
                 counts[REPAIRED] += valid.repaired
                 tables = ({source.split: valid.table} if source.split

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from features.config import Config
 from features.examples import to_examples
 from pipelines.columnar.reader import PARQUET_BATCH_ROWS, iter_csv_batches
-from pipelines.columnar.validation import ColumnarValidator, malformed_letter
+from pipelines.columnar.validation import ColumnarValidator, take_malformed_letters
 from pipelines.input_files import open_input
 from pipelines.prediction.input import PredictionJob, scorable_rows
 from pipelines.prediction.output import (DEAD_LETTER_FILE, FileShards, Progress, prediction_table, summary,
@@ -102,8 +102,7 @@ def _arrow_batches(job: PredictionJob, path: str) -> Iterator[ScoringBatch]:
         batches = (batch for _, batch in iter_csv_batches(config, (path,), job.header, malformed))
     for batch in batches:
         valid = validate(batch, path)
-        letters = [malformed_letter(line, config.input.delimiter, path) for line in malformed] + valid.dead_letters
-        malformed.clear()
+        letters = take_malformed_letters(malformed, config.input.delimiter, path) + valid.dead_letters
         kept = pa.Table.from_batches([batch.select(list(job.keep))]).filter(valid.valid)
         columns = raw_feature_columns(config, valid.table)
         yield ScoringBatch(valid.table.num_rows, kept, letters, columns,
