@@ -12,11 +12,9 @@ import dataclasses
 import os
 from typing import Iterator
 
-import pyarrow.parquet as pq
-
 from features.config import Config
 from pipelines.row_formats import RawRowParser, readable_record
-from pipelines.input_files import InputError, input_sources
+from pipelines.input_files import InputError, input_sources, parquet_columns
 from pipelines.sources import iter_records
 from pipelines.split_counts import dead_letter_json
 from pipelines.validation import RowError, RowValidator
@@ -68,12 +66,32 @@ def prediction_job(config: Config, pattern: str, keep: list[str], output_format:
     clash = [name for name in keep if name in outputs]
     if clash:
         raise InputError(f"--keep {clash[0]}: the model has an output of that name; the written columns would clash")
-    found = header if config.input_format == "csv" else (
-        pq.read_schema(files[0]).names if config.input_format == "parquet" else None)
-    missing = [name for name in keep if found is not None and name not in found]
-    if missing:
-        raise InputError(f"--keep {', '.join(missing)}: no such column in '{files[0]}' (found: {', '.join(found)})")
+    _check_kept_columns(config, files, header, keep)
     return PredictionJob(config, files, header, tuple(keep), outputs, output_format, shard_rows)
+
+
+def _check_kept_columns(config: Config, files: tuple[str, ...], header: list[str] | None, keep: list[str]):
+    """Every kept column is in every input file (CSV, Parquet) or among the config's columns (record formats).
+
+    A kept column a file lacks would be nulls from one engine and a crash in
+    the other; a record format has no header to check, so a misspelt name
+    there would silently be nulls: both are refused before the job starts.
+    """
+    if config.input_format == "csv":
+        found = {files[0]: header}  # `input_sources` checked that every file has the first file's header
+    elif config.input_format == "parquet":
+        found = {path: parquet_columns(path) for path in files}
+    else:
+        declared = [column.name for column in config.columns]
+        unknown = [name for name in keep if name not in declared]
+        if unknown:
+            raise InputError(f"--keep {', '.join(unknown)}: {config.input_format} records are read by the config's "
+                             f"columns and it declares no such column (declared: {', '.join(declared)})")
+        return
+    for path, names in found.items():
+        missing = [name for name in keep if name not in names]
+        if missing:
+            raise InputError(f"--keep {', '.join(missing)}: no such column in '{path}' (found: {', '.join(names)})")
 
 
 def scorable_rows(job: PredictionJob, path: str) -> Iterator[tuple[dict | None, tuple, dict | None]]:

@@ -147,7 +147,7 @@ def test_csv_and_tfrecord_outputs_hold_the_same_predictions(output_format, confi
     check_scores(read_output(output, output_format), expected)
 
 
-def test_existing_output_is_kept_unless_overwrite(config_file, inputs, tmp_path, capsys):
+def test_existing_output_is_kept_unless_overwrite(config_file, exported_version, inputs, tmp_path, capsys):
     output = tmp_path / "predictions"
     output.mkdir()
     (output / "old.txt").write_text("yesterday's")
@@ -157,12 +157,34 @@ def test_existing_output_is_kept_unless_overwrite(config_file, inputs, tmp_path,
     assert not (output / "old.txt").exists() and (output / "summary.json").exists()
 
 
-def test_unknown_kept_column_and_missing_input_are_one_error(config_file, inputs, tmp_path, capsys):
+def test_unknown_kept_column_and_missing_input_are_one_error(config_file, exported_version, inputs, tmp_path, capsys):
     assert run_predict(config_file, "--input", str(inputs[0]), "--output", str(tmp_path / "o"),
                        "--keep", "impression_id,request_id") == 2
     assert "--keep request_id: no such column in" in capsys.readouterr().err
     assert run_predict(config_file, "--input", str(tmp_path / "none*.csv"), "--output", str(tmp_path / "o")) == 2
     assert "no file matches" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_kept_column_is_checked_in_every_parquet_file_and_against_the_config_for_records(
+        config_file, exported_version, inputs, tmp_path, capsys):
+    """A later Parquet file without the column, or a misspelt name for TFRecord input, is one error, no output."""
+    import tensorflow as tf
+
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    table = pq.read_table(inputs[1])
+    pq.write_table(table, parts / "a.parquet")
+    pq.write_table(table.drop(["click"]), parts / "b.parquet")
+    assert run_predict(config_file, "--input", str(parts / "*.parquet"), "--output", str(tmp_path / "o"),
+                       "--keep", "impression_id,click") == 2
+    assert f"--keep click: no such column in '{parts / 'b.parquet'}'" in capsys.readouterr().err
+    records = tmp_path / "logs.tfrecord"
+    with tf.io.TFRecordWriter(str(records)) as writer:
+        writer.write(tf.train.Example().SerializeToString())
+    assert run_predict(config_file, "--input", str(records), "--output", str(tmp_path / "o"),
+                       "--keep", "impresion_id") == 2
+    assert "--keep impresion_id: tfrecord records are read by the config's columns" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
