@@ -8,6 +8,10 @@ A file is read by one worker (parallelism is across files; split a big input
 into several files). Every valid row carries its position among its file's
 valid rows, so each shard is written in input order whatever order the
 runner scored it in, and the shards are those the in-process engine writes.
+A shard's rows are grouped and sorted in one worker's memory, as Python
+tuples, on every runner (a shuffle spills the grouping, not the sort):
+`shard_rows` bounds that memory, hence the engine's smaller default
+(`input.SHARD_ROWS`).
 The model handler comes from the caller (the CLI passes
 `serving.batch_inference.SavedModelHandler`): this module never imports serving code.
 """
@@ -73,7 +77,7 @@ class KeyByShard(beam.DoFn):
 
 
 class WriteShard(beam.DoFn):
-    """One (file, chunk) group's rows, sorted by position, as one shard file."""
+    """One (file, chunk) group's rows, sorted by position in memory (at most `shard_rows`), as one shard file."""
 
     def __init__(self, job: PredictionJob, directory: str):
         self._job, self._directory = job, directory

@@ -20,6 +20,10 @@ from pipelines.split_counts import dead_letter_json
 from pipelines.validation import RowError, RowValidator
 
 FORMATS = ("parquet", "csv", "tfrecord")
+# Default valid rows per output shard, by engine. The in-process engine streams a shard batch by batch; the
+# Beam engine groups a shard's rows and sorts them in one worker's memory (as Python tuples), on every runner,
+# so its shard size is what bounds a worker's memory.
+SHARD_ROWS = {"inprocess": 1_000_000, "beam": 100_000}
 
 
 @dataclasses.dataclass(frozen=True)

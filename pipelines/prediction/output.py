@@ -10,8 +10,10 @@ Layout of `--output DIR`:
 Everything is written into a hidden staging directory beside DIR
 (`.DIR.staging-<host>-<pid>-<uuid>`) and renamed to DIR at the end, so a job
 killed at any point leaves no DIR, or a complete one; a later run removes the
-staging that dead jobs on this host left behind. Shards are streamed (one
-batch at a time), so memory never holds a shard, let alone the output.
+staging that dead jobs on this host left behind. The in-process engine
+streams each shard one batch at a time, so its memory never holds a shard;
+the Beam engine sorts each shard's rows in a worker's memory
+(`beam_job.WriteShard`), so its memory holds up to `shard_rows` rows.
 """
 from __future__ import annotations
 
