@@ -29,7 +29,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunIn
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.prediction.input import PredictionJob, scorable_rows
-from pipelines.prediction.output import DEAD_LETTER_FILE, Progress, ShardWriter, prediction_table, shard_name, summary
+from pipelines.prediction.output import DEAD_LETTER_FILE, ShardWriter, prediction_table, shard_name, summary
+from pipelines.progress import Progress
 
 NAMESPACE = "recsys.predict"
 DEAD_LETTER = "dead_letter"
@@ -43,7 +44,7 @@ class ReadScorableRows(beam.DoFn):
         self._job = job
 
     def setup(self):
-        self._progress = Progress("predict (read, this worker)")
+        self._progress = Progress("predict (read, this worker)", dead_letters=True)
 
     def process(self, element):
         file_index, path = element
@@ -51,9 +52,10 @@ class ReadScorableRows(beam.DoFn):
         for features, kept, letter in scorable_rows(self._job, path):
             if letter is not None:
                 Metrics.counter(NAMESPACE, f"{DEAD_LETTER}/{letter['reason']}").inc()
-                self._progress.add(0, 1)
+                self._progress.add(1, dead_letters=1)
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, json.dumps(letter))
                 continue
+            self._progress.add(1)
             yield (file_index, position, kept), features
             position += 1
 

@@ -28,16 +28,14 @@ from typing import Iterator, Protocol
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from features.config import Config
 from features.examples import to_examples
-from pipelines.columnar.reader import PARQUET_BATCH_ROWS, iter_csv_batches
+from pipelines.columnar.reader import iter_csv_batches, iter_parquet_batches
 from pipelines.columnar.validation import ColumnarValidator, take_malformed_letters
-from pipelines.input_files import open_input
 from pipelines.prediction.input import PredictionJob, scorable_rows
-from pipelines.prediction.output import (DEAD_LETTER_FILE, FileShards, Progress, prediction_table, summary,
-                                         table_examples)
+from pipelines.prediction.output import DEAD_LETTER_FILE, FileShards, prediction_table, summary, table_examples
+from pipelines.progress import Progress
 
 ROW_BATCH = 8192  # rows per scorer call for record-by-record formats
 PREFETCH = 2
@@ -78,26 +76,12 @@ def raw_feature_columns(config: Config, table: pa.Table) -> dict[str, np.ndarray
     return columns
 
 
-def _parquet_batches(job: PredictionJob, path: str) -> Iterator[pa.RecordBatch]:
-    """The declared and kept columns, one row group at a time.
-
-    `ParquetFile.iter_batches` decodes a row group when asked; a dataset scan
-    decodes ahead of a slow consumer (scoring is slower than decoding), which
-    held about 0.3 GB per million rows read in our measurements.
-    """
-    wanted = list(dict.fromkeys([c.name for c in job.config.columns] + list(job.keep)))
-    with open_input(path) as handle:
-        parquet = pq.ParquetFile(handle)
-        present = [name for name in wanted if name in parquet.schema_arrow.names]
-        yield from parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=present, use_threads=True)
-
-
 def _arrow_batches(job: PredictionJob, path: str) -> Iterator[ScoringBatch]:
     config = job.config
     validate = ColumnarValidator(config, config.feature_columns)
     malformed = []
     if config.input_format == "parquet":
-        batches = _parquet_batches(job, path)
+        batches = (batch for _, batch in iter_parquet_batches(config, (path,), extra_columns=job.keep))
     else:
         batches = (batch for _, batch in iter_csv_batches(config, (path,), job.header, malformed))
     for batch in batches:
@@ -176,7 +160,7 @@ def _file_batches(job: PredictionJob) -> Iterator[tuple[int, ScoringBatch]]:
 def predict_in_process(job: PredictionJob, scorer: Scorer, staging: Path) -> dict:
     """Scores every input file into `staging`; returns the summary's counts."""
     started = time.monotonic()
-    progress, dead_by_reason = Progress("predict"), Counter()
+    progress, dead_by_reason = Progress("predict (scored)", dead_letters=True), Counter()
     (staging / DEAD_LETTER_FILE).parent.mkdir(parents=True)
     shards = None
     with open(staging / DEAD_LETTER_FILE, "w") as dead_letters:
@@ -193,7 +177,7 @@ def predict_in_process(job: PredictionJob, scorer: Scorer, staging: Path) -> dic
             progress.add(batch.rows, len(batch.dead_letters))
     if shards is not None:
         shards.close()
-    return summary(progress.scored, dead_by_reason, time.monotonic() - started, engine="inprocess")
+    return summary(progress.rows, dead_by_reason, time.monotonic() - started, engine="inprocess")
 
 
 def _columns(table: pa.Table) -> dict[str, pa.Array]:

@@ -22,7 +22,6 @@ import logging
 import os
 import shutil
 import socket
-import time
 import uuid
 from pathlib import Path
 
@@ -135,24 +134,6 @@ class FileShards:
             self._writer = None
 
 
-class Progress:
-    """Logs rows scored, the rate and dead letters every few seconds while a job runs."""
-
-    def __init__(self, label: str, every_seconds: float = 5.0):
-        self._label, self._every = label, every_seconds
-        self._started = self._last = time.monotonic()
-        self.scored = self.dead_letters = 0
-
-    def add(self, scored: int, dead_letters: int = 0):
-        self.scored += scored
-        self.dead_letters += dead_letters
-        now = time.monotonic()
-        if now - self._last >= self._every:
-            self._last = now
-            _LOG.info("%s: %d rows scored (%.0f rows/s), %d dead letters", self._label, self.scored,
-                      self.scored / (now - self._started), self.dead_letters)
-
-
 def summary(scored: int, dead_by_reason: dict[str, int], seconds: float, **about) -> dict:
     dead = sum(dead_by_reason.values())
     return {"rows_in": scored + dead, "scored": scored, "dead_letters": dead,
@@ -192,18 +173,6 @@ def remove_abandoned_staging(output: Path):
 def check_output(output: Path, overwrite: bool):
     if output.exists() and not overwrite:
         raise OutputExists(f"--output {output} already exists; pass --overwrite to replace it")
-
-
-def publish(staging: Path, output: Path, overwrite: bool):
-    """Renames the complete staging directory to `output`; an old output is swapped out, never merged."""
-    check_output(output, overwrite)
-    if output.exists():
-        replaced = output.parent / f".{output.name}.replaced-{uuid.uuid4().hex}"
-        os.rename(output, replaced)
-        os.rename(staging, output)
-        shutil.rmtree(replaced)
-    else:
-        os.rename(staging, output)
 
 
 def write_summary(staging: Path, found: dict):
