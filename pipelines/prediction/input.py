@@ -13,11 +13,11 @@ import os
 from typing import Iterator
 
 from features.config import Config
-from pipelines.row_formats import RawRowParser, readable_record
+from pipelines.row_formats import RawRowParser, checked_record
 from pipelines.input_files import InputError, input_sources, parquet_columns
 from pipelines.sources import iter_records
 from pipelines.split_counts import dead_letter_json
-from pipelines.validation import RowError, RowValidator
+from pipelines.validation import RowValidator
 
 FORMATS = ("parquet", "csv", "tfrecord")
 # Default valid rows per output shard, by engine. The in-process engine streams a shard batch by batch; the
@@ -104,13 +104,9 @@ def scorable_rows(job: PredictionJob, path: str) -> Iterator[tuple[dict | None, 
     parse = RawRowParser(config, job.header)
     validate = RowValidator(config, config.feature_columns)
     for record in iter_records(config, path):
-        raw = None
-        try:
-            raw = parse(record)
-            features = validate(raw)
-        except RowError as err:
-            kept = raw if raw is not None and not isinstance(record, str) else readable_record(record)
-            yield None, (), dead_letter_json(err, kept, path)
+        raw, features, error = checked_record(parse, validate, record)
+        if error is not None:
+            yield None, (), dead_letter_json(error, raw, path)
             continue
         yield features, tuple(_kept_value(raw.get(name)) for name in job.keep), None
 
