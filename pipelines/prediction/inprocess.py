@@ -11,17 +11,16 @@ serialized raw `tf.Example`s to `serving_default` instead, so no row is ever
 split differently. Slot rows and `tf.Example` TFRecords are parsed record by
 record, as the Beam engine does.
 
-Reading and validating run one thread ahead of scoring (both release the
-GIL), two batches at most; memory holds those batches, whatever the input's size.
+Reading and validating run one batch ahead of scoring, on a worker thread
+(both release the GIL); memory holds those two batches, whatever the input's size.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import queue
-import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Protocol
 
@@ -38,7 +37,6 @@ from pipelines.prediction.output import DEAD_LETTER_FILE, FileShards, prediction
 from pipelines.progress import Progress
 
 ROW_BATCH = 8192  # rows per scorer call for record-by-record formats
-PREFETCH = 2
 
 
 class Scorer(Protocol):
@@ -53,23 +51,32 @@ class Scorer(Protocol):
 class ScoringBatch:
     """One batch's valid rows, as raw feature columns or as serialized examples, with what else it holds."""
 
-    rows: int
-    kept: pa.Table  # the kept columns of the valid rows, as read
+    kept: pa.Table  # the kept columns of the valid rows, as read (one row per valid row)
     dead_letters: list[dict]
     columns: dict[str, np.ndarray] | None = None
     examples: list[bytes] | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.kept.num_rows
 
     def score(self, scorer: Scorer) -> dict[str, np.ndarray]:
         return scorer.score_features(self.columns) if self.columns is not None else scorer.score(self.examples)
 
 
-def raw_feature_columns(config: Config, table: pa.Table) -> dict[str, np.ndarray] | None:
-    """Typed feature columns as `predict_features` takes them; None when a list item holds its separator."""
+def raw_feature_columns(config: Config, table: pa.Table, read_as_lists: set[str]) -> dict[str, np.ndarray] | None:
+    """Typed feature columns as `predict_features` takes them; None when a list item holds its separator.
+
+    Only a column read as an Arrow list (Parquet) can hold such an item: text
+    (CSV) was split on the separator, so the scan is skipped for it. The lists
+    are joined again rather than sent as read, since validation gave missing
+    values their default.
+    """
     columns = {}
     for name in config.feature_columns:
         column, separator = table.column(name).combine_chunks(), config.column(name).separator
         if config.column(name).type == "string_list":
-            if pc.any(pc.match_substring(pc.list_flatten(column), separator)).as_py():
+            if name in read_as_lists and pc.any(pc.match_substring(pc.list_flatten(column), separator)).as_py():
                 return None
             column = pc.binary_join(column, pa.scalar(separator, column.type.value_type))
         columns[name] = column.to_numpy(zero_copy_only=False)
@@ -88,8 +95,10 @@ def _arrow_batches(job: PredictionJob, path: str) -> Iterator[ScoringBatch]:
         valid = validate(batch, path)
         letters = take_malformed_letters(malformed, config.input.delimiter, path) + valid.dead_letters
         kept = pa.Table.from_batches([batch.select(list(job.keep))]).filter(valid.valid)
-        columns = raw_feature_columns(config, valid.table)
-        yield ScoringBatch(valid.table.num_rows, kept, letters, columns,
+        lists = {field.name for field in batch.schema
+                 if pa.types.is_list(field.type) or pa.types.is_large_list(field.type)}
+        columns = raw_feature_columns(config, valid.table, lists)
+        yield ScoringBatch(kept, letters, columns,
                            table_examples(valid.table.select(config.feature_columns)) if columns is None else None)
 
 
@@ -103,51 +112,32 @@ def _row_batches(job: PredictionJob, path: str) -> Iterator[ScoringBatch]:
         rows.append(features)
         kept.append(values)
         if len(rows) == ROW_BATCH:
-            yield ScoringBatch(len(rows), _kept_table(job, kept), letters, examples=to_examples(job.config, rows))
+            yield ScoringBatch(_kept_table(job, kept), letters, examples=to_examples(job.config, rows))
             rows, kept, letters = [], [], []
     if rows or letters:
-        yield ScoringBatch(len(rows), _kept_table(job, kept), letters, examples=to_examples(job.config, rows))
+        yield ScoringBatch(_kept_table(job, kept), letters, examples=to_examples(job.config, rows))
 
 
 def _kept_table(job: PredictionJob, kept: list[tuple]) -> pa.Table:
-    return pa.table({name: pa.array([values[i] for values in kept]) for i, name in enumerate(job.keep)})
+    """The kept values as a table of len(kept) rows, even with no kept column."""
+    table = pa.table({"": pa.nulls(len(kept))}).select([])  # no columns, len(kept) rows
+    for i, name in enumerate(job.keep):
+        table = table.append_column(name, pa.array([values[i] for values in kept]))
+    return table
 
 
-class _Failed:
-    def __init__(self, error: BaseException):
-        self.error = error
+def _read_ahead(items: Iterator) -> Iterator:
+    """`items`, the next one produced by a worker thread while the caller handles this one; its error is raised here.
 
-
-def _prefetched(items: Iterator, depth: int = PREFETCH) -> Iterator:
-    """`items`, produced by a thread up to `depth` ahead; its error is raised here, and it stops when we do."""
-    ready, finished, stop = queue.Queue(maxsize=depth), object(), threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(finished)
-        except BaseException as err:  # handed to the consumer, which raises it
-            put(_Failed(err))
-
-    threading.Thread(target=produce, name="predict-reader", daemon=True).start()
-    try:
-        while (item := ready.get()) is not finished:
-            if isinstance(item, _Failed):
-                raise item.error
+    Reading and validating release the GIL, so they overlap scoring; memory
+    holds two batches at most.
+    """
+    end = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-reader") as reader:
+        upcoming = reader.submit(next, items, end)
+        while (item := upcoming.result()) is not end:
+            upcoming = reader.submit(next, items, end)
             yield item
-    finally:
-        stop.set()
 
 
 def _file_batches(job: PredictionJob) -> Iterator[tuple[int, ScoringBatch]]:
@@ -164,7 +154,7 @@ def predict_in_process(job: PredictionJob, scorer: Scorer, staging: Path) -> dic
     (staging / DEAD_LETTER_FILE).parent.mkdir(parents=True)
     shards = None
     with open(staging / DEAD_LETTER_FILE, "w") as dead_letters:
-        for file_index, batch in _prefetched(_file_batches(job)):
+        for file_index, batch in _read_ahead(_file_batches(job)):
             if shards is None or shards.file_index != file_index:
                 if shards is not None:
                     shards.close()

@@ -188,6 +188,20 @@ def test_a_kept_column_is_checked_in_every_parquet_file_and_against_the_config_f
     assert not (tmp_path / "o").exists()
 
 
+def test_a_file_that_breaks_off_mid_read_fails_the_job_and_publishes_nothing(
+        config_file, exported_version, inputs, tmp_path):
+    """The read runs a batch ahead on a worker thread: its error reaches the job, which leaves no output behind."""
+    import gzip
+
+    data = gzip.compress(Path(inputs[0]).read_bytes() * 50)
+    broken = tmp_path / "logs.csv.gz"
+    broken.write_bytes(data[:len(data) // 2])  # a copy cut off half way
+    output = tmp_path / "predictions"
+    with pytest.raises(OSError, match="(?i)gzip|compress|truncat|EOF"):
+        run_predict(config_file, "--input", str(broken), "--output", str(output), "--keep", "impression_id")
+    assert not output.exists() and not list(tmp_path.glob(".predictions.*"))
+
+
 _KILLED_AFTER_FIRST_SHARD = """
 import os, signal, sys
 from pipelines.prediction import output
@@ -257,6 +271,12 @@ def test_tfrecord_input_is_parsed_record_by_record_with_the_same_scores(
                        "--keep", "impression_id") == 0
     check_scores(read_output(output), expected)
     assert json.loads((output / "summary.json").read_text())["dead_letters_by_reason"] == {"malformed_record": 1}
+    if engine == "inprocess":  # with no kept column, every valid row is still scored and written
+        bare = tmp_path / "bare"
+        assert run_predict(config_file, "--input", str(path), "--output", str(bare)) == 0
+        found = read_output(bare)
+        assert list(found) == list(OUTPUTS)
+        np.testing.assert_allclose(found["ctr"], expected[1]["ctr"], atol=1e-6)
 
 
 @pytest.mark.parametrize("engine", ["inprocess", "beam"])
