@@ -29,11 +29,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.config import Config
-from features.examples import to_examples
+from features.examples import table_to_examples, to_examples
 from pipelines.columnar.reader import iter_csv_batches, iter_parquet_batches
 from pipelines.columnar.validation import ColumnarValidator, take_malformed_letters
 from pipelines.prediction.input import PredictionJob, scorable_rows
-from pipelines.prediction.output import DEAD_LETTER_FILE, FileShards, prediction_table, summary, table_examples
+from pipelines.prediction.output import DEAD_LETTER_FILE, FileShards, prediction_table, summary
 from pipelines.progress import Progress
 
 ROW_BATCH = 8192  # rows per scorer call for record-by-record formats
@@ -99,7 +99,7 @@ def _arrow_batches(job: PredictionJob, path: str) -> Iterator[ScoringBatch]:
                  if pa.types.is_list(field.type) or pa.types.is_large_list(field.type)}
         columns = raw_feature_columns(config, valid.table, lists)
         yield ScoringBatch(kept, letters, columns,
-                           table_examples(valid.table.select(config.feature_columns)) if columns is None else None)
+                           table_to_examples(valid.table.select(config.feature_columns)) if columns is None else None)
 
 
 def _row_batches(job: PredictionJob, path: str) -> Iterator[ScoringBatch]:

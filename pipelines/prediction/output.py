@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features.errors import RecsysError
+from features.examples import table_to_examples
 
 EXTENSIONS = {"parquet": ".parquet", "csv": ".csv", "tfrecord": ".tfrecord.gz"}
 DEAD_LETTER_FILE = "dead_letter/dead_letters.jsonl"
@@ -54,30 +54,6 @@ def prediction_table(kept: dict[str, pa.Array], scores: dict[str, np.ndarray], o
     return pa.table(columns)
 
 
-def _example_column(values: pa.Array) -> pa.Array:
-    """A column as tfx-bsl's tf.Example encoder takes it: a list of int64, float32 or bytes per row."""
-    if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
-        lengths = pc.fill_null(pc.list_value_length(values), 0).to_numpy(zero_copy_only=False)
-        offsets = pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32))
-        return pa.ListArray.from_arrays(offsets, _example_column(pc.list_flatten(values)).flatten())
-    if pa.types.is_integer(values.type) or pa.types.is_boolean(values.type):
-        scalar = values.cast(pa.int64())
-    elif pa.types.is_floating(values.type):
-        scalar = values.cast(pa.float32())
-    else:
-        scalar = values.cast(pa.string()).cast(pa.binary())
-    offsets = np.where(scalar.is_null().to_numpy(zero_copy_only=False), 0, 1).cumsum()  # a null is no value
-    return pa.ListArray.from_arrays(pa.array(np.r_[0, offsets].astype(np.int32)), scalar.drop_null())
-
-
-def table_examples(table: pa.Table) -> list[bytes]:
-    from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
-
-    batch = pa.RecordBatch.from_arrays([_example_column(column.combine_chunks()) for column in table.columns],
-                                       table.column_names)
-    return RecordBatchToExamplesEncoder().encode(batch)
-
-
 class ShardWriter:
     """One output shard, written batch by batch in the requested format."""
 
@@ -88,7 +64,7 @@ class ShardWriter:
         if self._writer is None:
             self._writer = self._open(table.schema)
         if self._format == "tfrecord":
-            for record in table_examples(table):
+            for record in table_to_examples(table):
                 self._writer.write(record)
         else:
             self._writer.write_table(table.cast(self._schema))
