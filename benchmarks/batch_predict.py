@@ -14,8 +14,10 @@ each in a subprocess of its own (imports untimed, its own peak memory), with
 its model loaded before the clock starts:
 
 * inprocess: `recsys predict`'s default engine: Arrow batches → validation
-  (dead letters) → serialized raw tf.Examples → the version's
-  `serving_default` → Parquet shards, published atomically;
+  (dead letters) → the typed columns to the version's `predict_features`
+  signature (no tf.Examples; a batch whose list items hold their separator
+  would go as tf.Examples to `serving_default`) → Parquet shards, published
+  atomically;
 * beam: `recsys predict --engine beam` on the local FnApiRunner (RunInference,
   the model loaded inside the job, so its load is timed here);
 * deepctr: what a DeepCTR user runs: pandas reads the file in chunks of

@@ -7,10 +7,11 @@ the wrong number of fields is not an error for the reader, it is handed back
 (with its text) to become a dead letter.
 
 Parquet: `ParquetFile.iter_batches` streams row groups with their own types
-(numbers, strings, lists), decoding one when asked: a `pyarrow.dataset` scan
-decodes ahead of a slower consumer, so memory grew with the file. Only the
-columns the config declares (and any the caller adds) are read, never the
-whole file at once.
+(numbers, strings, lists), decoding a batch when asked, where a
+`pyarrow.dataset` scan reads batches and fragments ahead of its consumer
+(its read-ahead), which holds more when the consumer (scoring, the
+transform) is slower than decoding. Only the columns the config declares
+(and any the caller adds) are read, never the whole file at once.
 """
 from __future__ import annotations
 
