@@ -14,8 +14,10 @@ each in a subprocess of its own (imports untimed, its own peak memory), with
 its model loaded before the clock starts:
 
 * inprocess: `recsys predict`'s default engine: Arrow batches → validation
-  (dead letters) → serialized raw tf.Examples → the version's
-  `serving_default` → Parquet shards, published atomically;
+  (dead letters) → the typed columns to the version's `predict_features`
+  signature (no tf.Examples; a batch whose list items hold their separator
+  would go as tf.Examples to `serving_default`) → Parquet shards, published
+  atomically;
 * beam: `recsys predict --engine beam` on the local FnApiRunner (RunInference,
   the model loaded inside the job, so its load is timed here);
 * deepctr: what a DeepCTR user runs: pandas reads the file in chunks of
@@ -57,15 +59,16 @@ def _config(workdir: Path):
                         engine="columnar")
 
 
-def _deepctr_mmoe(config):
-    from deepctr.models.multitask import MMOE
-
-    from benchmarks.multitask_models import _deepctr_columns
+def load_deepctr_mmoe(config, workdir: Path):
+    """The DeepCTR MMoE `prepare` trained, every variable restored from its weights (never a half-random model)."""
+    from benchmarks.deepctr_mmoe import deepctr_mmoe
     from features.artifacts import Artifacts
 
-    return MMOE(_deepctr_columns(Artifacts.of(config).manifest()["model_inputs"]), num_experts=4,
-                expert_dnn_hidden_units=(64,), tower_dnn_hidden_units=(64,), task_types=("binary", "binary"),
-                task_names=("ctr", "ctcvr"), gate_dnn_hidden_units=(), seed=config.seed)
+    model = deepctr_mmoe(Artifacts.of(config).manifest()["model_inputs"], config.seed)
+    status = model.load_weights(str(workdir / "deepctr" / "weights"))
+    status.assert_existing_objects_matched()  # raises if a layer of the model found no saved value
+    status.expect_partial()  # the optimizer's slots were saved too; prediction does not restore them
+    return model
 
 
 def prepare(workdir: Path, train_rows: int, seed: int) -> Path:
@@ -139,8 +142,7 @@ def run_deepctr(config, workdir: Path, path: Path, out: Path) -> dict:
 
     from features.artifacts import Artifacts
 
-    model = _deepctr_mmoe(config)
-    model.load_weights(str(workdir / "deepctr" / "weights")).expect_partial()
+    model = load_deepctr_mmoe(config, workdir)
     transform = tft.TFTransformOutput(str(config.artifacts)).transform_features_layer()
     names = [spec["name"] for spec in Artifacts.of(config).manifest()["model_inputs"]]
     started = time.perf_counter()

@@ -46,7 +46,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
-from benchmarks.multitask_models import _as_arrays, _config, _deepctr_columns  # noqa: E402
+from benchmarks.deepctr_mmoe import deepctr_mmoe  # noqa: E402
+from benchmarks.multitask_models import _as_arrays, _config  # noqa: E402
 from features.artifacts import Artifacts  # noqa: E402
 from features.examples import to_example  # noqa: E402
 from features.schema import serving_feature_spec  # noqa: E402
@@ -103,17 +104,13 @@ def parse_floor(raw_spec: dict):
 
 def train_deepctr_mmoe(config) -> tuple[tf.keras.Model, list[str], dict]:
     """DeepCTR's MMoE trained one epoch on our transformed train split; returns it, its input names, eval arrays."""
-    from deepctr.models.multitask import MMOE
-
     artifacts = Artifacts.of(config)
     spec = transformed_feature_spec(artifacts.root)
     train_data = _as_arrays(make_dataset(split_files(artifacts.root, "train"), spec, 4096))
     eval_data = _as_arrays(make_dataset(split_files(artifacts.root, "eval"), spec, 4096))
     model_inputs = artifacts.manifest()["model_inputs"]
     tf.keras.utils.set_random_seed(config.seed)
-    model = MMOE(_deepctr_columns(model_inputs), num_experts=4, expert_dnn_hidden_units=(64,),
-                 tower_dnn_hidden_units=(64,), task_types=("binary", "binary"), task_names=("ctr", "ctcvr"),
-                 gate_dnn_hidden_units=(), seed=config.seed)
+    model = deepctr_mmoe(model_inputs, config.seed)
     model.compile(tf.keras.optimizers.Adam(1e-3), loss=["binary_crossentropy", "binary_crossentropy"])
     names = [spec["name"] for spec in model_inputs]
     labels = [train_data["click"], train_data["click"] * train_data["conversion"]]

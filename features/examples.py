@@ -74,18 +74,51 @@ def to_example(config: Config, row: dict, columns: list[str] | None = None) -> b
     return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
 
 
-_ARROW_TYPES = {"int": "int64", "float": "float32", "string": "binary", "string_list": "binary"}
+def _example_column(values):
+    """A column as tfx-bsl's tf.Example encoder takes it: a list of int64, float32 or bytes per row (null: none)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        lengths = pc.fill_null(pc.list_value_length(values), 0).to_numpy(zero_copy_only=False)
+        offsets = pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32))
+        return pa.ListArray.from_arrays(offsets, _example_column(pc.list_flatten(values)).flatten())
+    if pa.types.is_integer(values.type) or pa.types.is_boolean(values.type):
+        scalar = values.cast(pa.int64())
+    elif pa.types.is_floating(values.type):
+        scalar = values.cast(pa.float32())
+    else:
+        scalar = values.cast(pa.string()).cast(pa.binary())
+    offsets = np.where(scalar.is_null().to_numpy(zero_copy_only=False), 0, 1).cumsum()  # a null is no value
+    return pa.ListArray.from_arrays(pa.array(np.r_[0, offsets].astype(np.int32)), scalar.drop_null())
 
 
-def to_examples(config: Config, rows: list[dict], columns: list[str] | None = None) -> list[bytes]:
-    """Serializes many typed rows at once, byte for byte like `to_example`, about 10x faster.
+def table_to_examples(table) -> list[bytes]:
+    """An Arrow table's rows as serialized `tf.Example`s, one feature per column, typed by the column's type.
 
-    Rows become one Arrow record batch whose C++ encoder (tfx-bsl's, the one
-    TFX uses) writes the protos; building a proto per row in Python is what
-    made scoring a large eval set slow.
+    Integers and booleans become int64, floats float32, anything else bytes
+    (its text); list columns hold their items. The C++ encoder is tfx-bsl's
+    (the one TFX uses): building a proto per row in Python is what made
+    scoring a large eval set slow.
     """
     import pyarrow as pa
     from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
+
+    batch = pa.RecordBatch.from_arrays([_example_column(column.combine_chunks()) for column in table.columns],
+                                       table.column_names)
+    return RecordBatchToExamplesEncoder().encode(batch)
+
+
+_ARROW_TYPES = {"int": "int64", "float": "float32", "string": "string", "string_list": "string"}
+
+
+def to_examples(config: Config, rows: list[dict], columns: list[str] | None = None) -> list[bytes]:
+    """Serializes many typed rows at once into the same protos as `to_example`, about 10x faster.
+
+    The rows become one Arrow table, typed by the config, for `table_to_examples`.
+    """
+    import pyarrow as pa
 
     if not rows:
         return []
@@ -95,10 +128,9 @@ def to_examples(config: Config, rows: list[dict], columns: list[str] | None = No
         column_type = config.column(name).type
         values = [row[name] for row in rows]
         if column_type == "string_list":
-            nested = [[str(v).encode("utf-8") for v in items] for items in values]
+            values = [[str(v) for v in items] for items in values]
         elif column_type == "string":
-            nested = [[str(v).encode("utf-8")] for v in values]
-        else:
-            nested = [[v] for v in values]
-        arrays.append(pa.array(nested, pa.list_(getattr(pa, _ARROW_TYPES[column_type])())))
-    return RecordBatchToExamplesEncoder().encode(pa.RecordBatch.from_arrays(arrays, names))
+            values = [str(v) for v in values]
+        arrow_type = getattr(pa, _ARROW_TYPES[column_type])()
+        arrays.append(pa.array(values, pa.list_(arrow_type) if column_type == "string_list" else arrow_type))
+    return table_to_examples(pa.table(arrays, names=names))

@@ -92,7 +92,8 @@ def _first_lines(path: str, count: int) -> list[str]:
     return lines
 
 
-def _parquet_columns(path: str) -> list[str]:
+def parquet_columns(path: str) -> list[str]:
+    """A Parquet file's column names, from its footer (local or remote, as `open_input` reads it)."""
     with open_input(path) as handle:
         return pq.ParquetFile(handle).schema_arrow.names
 
@@ -154,7 +155,7 @@ def _check_columns(config: Config, sources: list[InputSource]) -> list[str] | No
     if fmt in ("slots", "tfrecord"):
         return None
     first_key, first_file = sources[0].key, sources[0].files[0]
-    reference = _header_of(config, first_file, first_key) if fmt == "csv" else _parquet_columns(first_file)
+    reference = _header_of(config, first_file, first_key) if fmt == "csv" else parquet_columns(first_file)
     needed = [c.name for c in config.columns if c.required]
     missing = [name for name in needed if name not in reference]
     if missing:
@@ -162,7 +163,7 @@ def _check_columns(config: Config, sources: list[InputSource]) -> list[str] | No
                          f"(found: {', '.join(reference)})")
     for source in sources:
         for path in source.files:
-            found = _header_of(config, path, source.key) if fmt == "csv" else _parquet_columns(path)
+            found = _header_of(config, path, source.key) if fmt == "csv" else parquet_columns(path)
             if fmt == "csv" and found != reference:
                 raise InputError(f"{source.key}: '{path}' has columns {found} but '{first_file}' has "
                                  f"{reference}; every input file must have the same header, in the same order")

@@ -42,14 +42,14 @@ from pipelines.item_corpus import DistinctItems
 from pipelines.mutual_information import ItemFeatureMutualInformation, plot_mutual_information
 from pipelines.sharded_tfrecords import WriteShardedTFRecords
 from pipelines.columnar.job import COLUMNAR_FORMATS, run_columnar
-from pipelines.row_formats import RawRowParser, readable_record
+from pipelines.row_formats import RawRowParser, checked_record
 from pipelines.input_files import InputSource, input_sources
 from pipelines.leakage import check_label_leakage
 from pipelines.sources import ReadRawRecords, iter_split_rows
 from pipelines.split import SPLITS, TRAIN, split_of
 from pipelines.split_counts import (COUNTS, DEAD_LETTER, DROPPED, REPAIRED, UNKNOWN_FIELDS, LabelCounter,
                                     PipelineError, SplitError, dead_letter_json, split_problems)
-from pipelines.validation import OUTSIDE_SAMPLE_SPACE, RowError, RowValidator, SampleSpaceViolation, row_split_key
+from pipelines.validation import OUTSIDE_SAMPLE_SPACE, RowValidator, SampleSpaceViolation, row_split_key
 
 OUTPUT_DIRS = (*SPLITS, DEAD_LETTER, "stats", "transform_fn", "transformed_metadata", "metadata")
 LEAKAGE_SAMPLE_ROWS = 50_000  # training rows checked for a feature that determines a label, before the job
@@ -88,19 +88,15 @@ class ValidateAndSplit(beam.DoFn):
         self._seen += 1
         if self._seen % 100_000 == 0:
             _LOG.info("validated %d rows in this worker", self._seen)
-        raw = None
-        try:
-            raw = self._parse(record)
-            row = self._validate(raw)
-        except SampleSpaceViolation as err:
+        kept, row, error = checked_record(self._parse, self._validate, record)
+        if isinstance(error, SampleSpaceViolation):
             if self._report:
-                self._counts[f"{DROPPED}/{err.reason}"] += 1
+                self._counts[f"{DROPPED}/{error.reason}"] += 1
             return
-        except RowError as err:
+        if error is not None:
             if self._report:
-                self._counts[f"{DEAD_LETTER}/{err.reason}"] += 1
-                kept = raw if raw is not None and not isinstance(record, str) else readable_record(record)
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter_json(err, kept, path))
+                self._counts[f"{DEAD_LETTER}/{error.reason}"] += 1
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, dead_letter_json(error, kept, path))
             return
         split = self._split or split_of(self._key_of(row), self._config.split.eval_fraction,
                                         self._config.split.test_fraction)

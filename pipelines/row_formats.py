@@ -10,7 +10,7 @@ rows, previews) see the same values. A record that cannot be parsed is a
 from __future__ import annotations
 
 import csv
-from typing import Any
+from typing import Any, Callable
 
 from features.config import Config, InputConfig
 from pipelines.validation import (MALFORMED_RECORD, REPEATED_FIELD, UNKNOWN_FIELD, UNPARSEABLE_LINE,
@@ -137,3 +137,20 @@ def readable_record(record: Any):
     if isinstance(record, bytes):
         return record.decode("utf-8", "backslashreplace")
     return record
+
+
+def checked_record(parse: RawRowParser, validate: Callable[[dict], dict],
+                   record: Any) -> tuple[Any, dict | None, RowError | None]:
+    """(raw row, validated row, None) for a good record; (what its dead letter keeps, None, the error) for a bad one.
+
+    The dead letter keeps the parsed row when the record was typed (Parquet,
+    tf.Example) and parsed, and the record as read otherwise (a text line is
+    kept whole, never as its split fields). Preprocessing and prediction both
+    read records through here, so a bad row's dead letter is worded alike.
+    """
+    raw = None
+    try:
+        raw = parse(record)
+        return raw, validate(raw), None
+    except RowError as err:
+        return (raw if raw is not None and not isinstance(record, str) else readable_record(record)), None, err

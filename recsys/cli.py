@@ -309,13 +309,14 @@ def cmd_predict(args, config: Config) -> dict:
     """Raw files → every output's score (plus kept columns) with an exported version, published atomically."""
     import functools
 
-    from pipelines.prediction.input import prediction_job
+    from pipelines.prediction.input import SHARD_ROWS, prediction_job
     from pipelines.prediction.job import run_prediction
     from serving.scoring import latest_version
 
     version_dir = str(args.model_dir or latest_version(config.served_model_dir))
     keep = [name.strip() for name in (args.keep or "").split(",") if name.strip()]
-    job = prediction_job(config, args.input, keep, args.format, args.shard_rows)
+    shard_rows = SHARD_ROWS[args.engine] if args.shard_rows is None else args.shard_rows
+    job = prediction_job(config, args.input, keep, args.format, shard_rows)
     if args.engine == "beam":
         from pipelines.prediction.beam_job import predict_with_beam
         from serving.batch_inference import SavedModelHandler
@@ -346,7 +347,8 @@ def _add_predict_command(commands):
     predict.add_argument("--keep", help="comma-separated input columns written next to the scores (ids, labels)")
     predict.add_argument("--engine", default="inprocess", choices=("inprocess", "beam"),
                          help="inprocess: Arrow batches in this process; beam: RunInference on any runner")
-    predict.add_argument("--shard-rows", type=int, default=1_000_000, help="valid rows per output shard")
+    predict.add_argument("--shard-rows", type=int, help="valid rows per output shard (default: 1,000,000 "
+                         "in-process, 100,000 with beam, whose workers sort a shard's rows in memory)")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     predict.add_argument("beam_args", nargs=argparse.REMAINDER,
                          help="after '--': Beam pipeline options (--engine beam), e.g. -- --runner=DataflowRunner")

@@ -22,31 +22,16 @@ from features.config import Config
 from pipelines.columnar.analysis import TrainAnalyzers
 from pipelines.columnar.reader import MalformedLine, iter_csv_batches, iter_parquet_batches
 from pipelines.columnar.transform import BatchTransformer, write_transform_fn
-from pipelines.columnar.validation import ColumnarValidator, malformed_letter
+from pipelines.columnar.validation import ColumnarValidator, take_malformed_letters
 from pipelines.sharded_tfrecords import shard_path
 from pipelines.input_files import InputError, InputSource
+from pipelines.progress import Progress
 from pipelines.split import TRAIN, split_of
 from pipelines.split_counts import DEAD_LETTER, DROPPED, REPAIRED, LabelCounter
 from pipelines.validation import OUTSIDE_SAMPLE_SPACE
 
 COLUMNAR_FORMATS = ("csv", "parquet")  # slot rows and tf.Examples are parsed per record: the Beam engine's job
 _LOG = logging.getLogger(__name__)
-
-
-class _Progress:
-    """Logs rows done and the rate, at most every few seconds."""
-
-    def __init__(self, stage: str, every_seconds: float = 5.0):
-        self._stage, self._every = stage, every_seconds
-        self._started = self._last = time.monotonic()
-        self.rows = 0
-
-    def add(self, rows: int):
-        self.rows += rows
-        now = time.monotonic()
-        if now - self._last >= self._every:
-            self._last = now
-            _LOG.info("%s: %d rows (%.0f rows/s)", self._stage, self.rows, self.rows / (now - self._started))
 
 
 class ShardedTFRecordWriter:
@@ -85,7 +70,7 @@ def _analyse_and_spill(config: Config, sources: list[InputSource], header: list[
     """Pass 1. Returns the analyzers and the counts (the Beam job's keys: rows per split and file, reasons...)."""
     validator, analyzers, labels = ColumnarValidator(config), TrainAnalyzers(config), LabelCounter(config)
     counts, malformed = Counter(), []
-    spills, progress = {}, _Progress("validate + analyse")
+    spills, progress = {}, Progress("validate + analyse")
     dead_letter_dir.mkdir(parents=True, exist_ok=True)
     with open(dead_letter_dir / "part-00000-of-00001.jsonl", "w") as letters_out:
         def write_letters(letters):
@@ -97,8 +82,7 @@ def _analyse_and_spill(config: Config, sources: list[InputSource], header: list[
             for path, batch in _batches(config, source, header, malformed):
                 valid = validator(batch, path)
                 write_letters(valid.dead_letters)
-                write_letters([malformed_letter(line, config.input.delimiter, path) for line in malformed])
-                malformed.clear()
+                write_letters(take_malformed_letters(malformed, config.input.delimiter, path))
                 counts[f"{DROPPED}/{OUTSIDE_SAMPLE_SPACE}"] += valid.dropped
                 counts[REPAIRED] += valid.repaired
                 tables = ({source.split: valid.table} if source.split
@@ -124,7 +108,7 @@ def _transform_and_write(config: Config, output_dir: Path, spill_dir: Path):
     transformer = BatchTransformer(str(output_dir))
     for split in config.split_names:
         writer = ShardedTFRecordWriter(Artifacts(output_dir).split_dir(split), config.pipeline.num_shards)
-        progress = _Progress(f"transform + write {split}")
+        progress = Progress(f"transform + write {split}")
         path = spill_dir / f"{split}.arrow"
         if path.exists():
             with pa.OSFile(str(path)) as source:  # read, not mapped: mapped pages would count as resident

@@ -6,19 +6,22 @@ does, so validation sees exactly what the Beam path's parser sees; a line with
 the wrong number of fields is not an error for the reader, it is handed back
 (with its text) to become a dead letter.
 
-Parquet: `pyarrow.dataset` streams row groups with their own types (numbers,
-strings, lists); only the columns the config declares are read, and never the
-whole file at once.
+Parquet: `ParquetFile.iter_batches` streams row groups with their own types
+(numbers, strings, lists), decoding a batch when asked, where a
+`pyarrow.dataset` scan reads batches and fragments ahead of its consumer
+(its read-ahead), which holds more when the consumer (scoring, the
+transform) is slower than decoding. Only the columns the config declares
+(and any the caller adds) are read, never the whole file at once.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 from features.config import Config
 from pipelines.input_files import open_input
 
@@ -78,12 +81,13 @@ def iter_csv_batches(config: Config, files: tuple[str, ...], header: list[str], 
                 yield path, _cleaned(config, batch)
 
 
-def iter_parquet_batches(config: Config, files: tuple[str, ...],
-                         batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[tuple[str, pa.RecordBatch]]:
-    """(file, record batch of the declared columns the file has, typed as stored), row group by row group."""
-    declared = [c.name for c in config.columns]
+def iter_parquet_batches(config: Config, files: tuple[str, ...], batch_rows: int = PARQUET_BATCH_ROWS,
+                         extra_columns: Sequence[str] = ()) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """(file, record batch of the declared and `extra_columns` the file has, typed as stored), in file order."""
+    wanted = list(dict.fromkeys([c.name for c in config.columns] + list(extra_columns)))
     for path in files:
-        dataset = pads.dataset(path, format="parquet")
-        present = [name for name in declared if name in dataset.schema.names]
-        for batch in dataset.to_batches(columns=present, batch_size=batch_rows, use_threads=True):
-            yield path, batch
+        with open_input(path, arrow=True) as stream:
+            parquet = pq.ParquetFile(stream)
+            present = [name for name in wanted if name in parquet.schema_arrow.names]
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=present, use_threads=True):
+                yield path, batch

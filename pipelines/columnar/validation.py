@@ -223,3 +223,16 @@ def malformed_letter(line: MalformedLine, delimiter: str, path: str) -> dict:
     """The dead letter of a line with the wrong number of fields, worded as the Beam path words it."""
     error = RowError(WRONG_COLUMN_COUNT, None, wrong_count_message(line.expected, line.fields, delimiter))
     return dead_letter_json(error, line.text, path)
+
+
+def take_malformed_letters(malformed: list[MalformedLine], delimiter: str, path: str) -> list[dict]:
+    """Dead letters of the malformed lines met so far, removed from `malformed`.
+
+    pyarrow's CSV reader threads append to `malformed` while the job reads it:
+    only the lines counted here are converted and deleted, so a line appended
+    in between stays for the next call instead of being cleared unseen.
+    """
+    count = len(malformed)
+    letters = [malformed_letter(line, delimiter, path) for line in malformed[:count]]
+    del malformed[:count]
+    return letters

@@ -8,6 +8,10 @@ A file is read by one worker (parallelism is across files; split a big input
 into several files). Every valid row carries its position among its file's
 valid rows, so each shard is written in input order whatever order the
 runner scored it in, and the shards are those the in-process engine writes.
+A shard's rows are grouped and sorted in one worker's memory, as Python
+tuples, on every runner (a shuffle spills the grouping, not the sort):
+`shard_rows` bounds that memory, hence the engine's smaller default
+(`input.SHARD_ROWS`).
 The model handler comes from the caller (the CLI passes
 `serving.batch_inference.SavedModelHandler`): this module never imports serving code.
 """
@@ -25,7 +29,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunIn
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.prediction.input import PredictionJob, scorable_rows
-from pipelines.prediction.output import DEAD_LETTER_FILE, Progress, ShardWriter, prediction_table, shard_name, summary
+from pipelines.prediction.output import DEAD_LETTER_FILE, ShardWriter, prediction_table, shard_name, summary
+from pipelines.progress import Progress
 
 NAMESPACE = "recsys.predict"
 DEAD_LETTER = "dead_letter"
@@ -39,7 +44,7 @@ class ReadScorableRows(beam.DoFn):
         self._job = job
 
     def setup(self):
-        self._progress = Progress("predict (read, this worker)")
+        self._progress = Progress("predict (read, this worker)", dead_letters=True)
 
     def process(self, element):
         file_index, path = element
@@ -47,9 +52,10 @@ class ReadScorableRows(beam.DoFn):
         for features, kept, letter in scorable_rows(self._job, path):
             if letter is not None:
                 Metrics.counter(NAMESPACE, f"{DEAD_LETTER}/{letter['reason']}").inc()
-                self._progress.add(0, 1)
+                self._progress.add(1, dead_letters=1)
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, json.dumps(letter))
                 continue
+            self._progress.add(1)
             yield (file_index, position, kept), features
             position += 1
 
@@ -73,7 +79,7 @@ class KeyByShard(beam.DoFn):
 
 
 class WriteShard(beam.DoFn):
-    """One (file, chunk) group's rows, sorted by position, as one shard file."""
+    """One (file, chunk) group's rows, sorted by position in memory (at most `shard_rows`), as one shard file."""
 
     def __init__(self, job: PredictionJob, directory: str):
         self._job, self._directory = job, directory

@@ -11,36 +11,32 @@ serialized raw `tf.Example`s to `serving_default` instead, so no row is ever
 split differently. Slot rows and `tf.Example` TFRecords are parsed record by
 record, as the Beam engine does.
 
-Reading and validating run one thread ahead of scoring (both release the
-GIL), two batches at most; memory holds those batches, whatever the input's size.
+Reading and validating run one batch ahead of scoring, on a worker thread
+(both release the GIL); memory holds those two batches, whatever the input's size.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import queue
-import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from features.config import Config
-from features.examples import to_examples
-from pipelines.columnar.reader import PARQUET_BATCH_ROWS, iter_csv_batches
-from pipelines.columnar.validation import ColumnarValidator, malformed_letter
-from pipelines.input_files import open_input
+from features.examples import table_to_examples, to_examples
+from pipelines.columnar.reader import iter_csv_batches, iter_parquet_batches
+from pipelines.columnar.validation import ColumnarValidator, take_malformed_letters
 from pipelines.prediction.input import PredictionJob, scorable_rows
-from pipelines.prediction.output import (DEAD_LETTER_FILE, FileShards, Progress, prediction_table, summary,
-                                         table_examples)
+from pipelines.prediction.output import DEAD_LETTER_FILE, FileShards, prediction_table, summary
+from pipelines.progress import Progress
 
 ROW_BATCH = 8192  # rows per scorer call for record-by-record formats
-PREFETCH = 2
 
 
 class Scorer(Protocol):
@@ -55,41 +51,36 @@ class Scorer(Protocol):
 class ScoringBatch:
     """One batch's valid rows, as raw feature columns or as serialized examples, with what else it holds."""
 
-    rows: int
-    kept: pa.Table  # the kept columns of the valid rows, as read
+    kept: pa.Table  # the kept columns of the valid rows, as read (one row per valid row)
     dead_letters: list[dict]
     columns: dict[str, np.ndarray] | None = None
     examples: list[bytes] | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.kept.num_rows
 
     def score(self, scorer: Scorer) -> dict[str, np.ndarray]:
         return scorer.score_features(self.columns) if self.columns is not None else scorer.score(self.examples)
 
 
-def raw_feature_columns(config: Config, table: pa.Table) -> dict[str, np.ndarray] | None:
-    """Typed feature columns as `predict_features` takes them; None when a list item holds its separator."""
+def raw_feature_columns(config: Config, table: pa.Table, read_as_lists: set[str]) -> dict[str, np.ndarray] | None:
+    """Typed feature columns as `predict_features` takes them; None when a list item holds its separator.
+
+    Only a column read as an Arrow list (Parquet) can hold such an item: text
+    (CSV) was split on the separator, so the scan is skipped for it. The lists
+    are joined again rather than sent as read, since validation gave missing
+    values their default.
+    """
     columns = {}
     for name in config.feature_columns:
         column, separator = table.column(name).combine_chunks(), config.column(name).separator
         if config.column(name).type == "string_list":
-            if pc.any(pc.match_substring(pc.list_flatten(column), separator)).as_py():
+            if name in read_as_lists and pc.any(pc.match_substring(pc.list_flatten(column), separator)).as_py():
                 return None
             column = pc.binary_join(column, pa.scalar(separator, column.type.value_type))
         columns[name] = column.to_numpy(zero_copy_only=False)
     return columns
-
-
-def _parquet_batches(job: PredictionJob, path: str) -> Iterator[pa.RecordBatch]:
-    """The declared and kept columns, one row group at a time.
-
-    `ParquetFile.iter_batches` decodes a row group when asked; a dataset scan
-    decodes ahead of a slow consumer (scoring is slower than decoding), which
-    held about 0.3 GB per million rows read in our measurements.
-    """
-    wanted = list(dict.fromkeys([c.name for c in job.config.columns] + list(job.keep)))
-    with open_input(path) as handle:
-        parquet = pq.ParquetFile(handle)
-        present = [name for name in wanted if name in parquet.schema_arrow.names]
-        yield from parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=present, use_threads=True)
 
 
 def _arrow_batches(job: PredictionJob, path: str) -> Iterator[ScoringBatch]:
@@ -97,17 +88,18 @@ def _arrow_batches(job: PredictionJob, path: str) -> Iterator[ScoringBatch]:
     validate = ColumnarValidator(config, config.feature_columns)
     malformed = []
     if config.input_format == "parquet":
-        batches = _parquet_batches(job, path)
+        batches = (batch for _, batch in iter_parquet_batches(config, (path,), extra_columns=job.keep))
     else:
         batches = (batch for _, batch in iter_csv_batches(config, (path,), job.header, malformed))
     for batch in batches:
         valid = validate(batch, path)
-        letters = [malformed_letter(line, config.input.delimiter, path) for line in malformed] + valid.dead_letters
-        malformed.clear()
+        letters = take_malformed_letters(malformed, config.input.delimiter, path) + valid.dead_letters
         kept = pa.Table.from_batches([batch.select(list(job.keep))]).filter(valid.valid)
-        columns = raw_feature_columns(config, valid.table)
-        yield ScoringBatch(valid.table.num_rows, kept, letters, columns,
-                           table_examples(valid.table.select(config.feature_columns)) if columns is None else None)
+        lists = {field.name for field in batch.schema
+                 if pa.types.is_list(field.type) or pa.types.is_large_list(field.type)}
+        columns = raw_feature_columns(config, valid.table, lists)
+        yield ScoringBatch(kept, letters, columns,
+                           table_to_examples(valid.table.select(config.feature_columns)) if columns is None else None)
 
 
 def _row_batches(job: PredictionJob, path: str) -> Iterator[ScoringBatch]:
@@ -120,51 +112,32 @@ def _row_batches(job: PredictionJob, path: str) -> Iterator[ScoringBatch]:
         rows.append(features)
         kept.append(values)
         if len(rows) == ROW_BATCH:
-            yield ScoringBatch(len(rows), _kept_table(job, kept), letters, examples=to_examples(job.config, rows))
+            yield ScoringBatch(_kept_table(job, kept), letters, examples=to_examples(job.config, rows))
             rows, kept, letters = [], [], []
     if rows or letters:
-        yield ScoringBatch(len(rows), _kept_table(job, kept), letters, examples=to_examples(job.config, rows))
+        yield ScoringBatch(_kept_table(job, kept), letters, examples=to_examples(job.config, rows))
 
 
 def _kept_table(job: PredictionJob, kept: list[tuple]) -> pa.Table:
-    return pa.table({name: pa.array([values[i] for values in kept]) for i, name in enumerate(job.keep)})
+    """The kept values as a table of len(kept) rows, even with no kept column."""
+    table = pa.table({"": pa.nulls(len(kept))}).select([])  # no columns, len(kept) rows
+    for i, name in enumerate(job.keep):
+        table = table.append_column(name, pa.array([values[i] for values in kept]))
+    return table
 
 
-class _Failed:
-    def __init__(self, error: BaseException):
-        self.error = error
+def _read_ahead(items: Iterator) -> Iterator:
+    """`items`, the next one produced by a worker thread while the caller handles this one; its error is raised here.
 
-
-def _prefetched(items: Iterator, depth: int = PREFETCH) -> Iterator:
-    """`items`, produced by a thread up to `depth` ahead; its error is raised here, and it stops when we do."""
-    ready, finished, stop = queue.Queue(maxsize=depth), object(), threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(finished)
-        except BaseException as err:  # handed to the consumer, which raises it
-            put(_Failed(err))
-
-    threading.Thread(target=produce, name="predict-reader", daemon=True).start()
-    try:
-        while (item := ready.get()) is not finished:
-            if isinstance(item, _Failed):
-                raise item.error
+    Reading and validating release the GIL, so they overlap scoring; memory
+    holds two batches at most.
+    """
+    end = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-reader") as reader:
+        upcoming = reader.submit(next, items, end)
+        while (item := upcoming.result()) is not end:
+            upcoming = reader.submit(next, items, end)
             yield item
-    finally:
-        stop.set()
 
 
 def _file_batches(job: PredictionJob) -> Iterator[tuple[int, ScoringBatch]]:
@@ -177,11 +150,11 @@ def _file_batches(job: PredictionJob) -> Iterator[tuple[int, ScoringBatch]]:
 def predict_in_process(job: PredictionJob, scorer: Scorer, staging: Path) -> dict:
     """Scores every input file into `staging`; returns the summary's counts."""
     started = time.monotonic()
-    progress, dead_by_reason = Progress("predict"), Counter()
+    progress, dead_by_reason = Progress("predict (scored)", dead_letters=True), Counter()
     (staging / DEAD_LETTER_FILE).parent.mkdir(parents=True)
     shards = None
     with open(staging / DEAD_LETTER_FILE, "w") as dead_letters:
-        for file_index, batch in _prefetched(_file_batches(job)):
+        for file_index, batch in _read_ahead(_file_batches(job)):
             if shards is None or shards.file_index != file_index:
                 if shards is not None:
                     shards.close()
@@ -194,7 +167,7 @@ def predict_in_process(job: PredictionJob, scorer: Scorer, staging: Path) -> dic
             progress.add(batch.rows, len(batch.dead_letters))
     if shards is not None:
         shards.close()
-    return summary(progress.scored, dead_by_reason, time.monotonic() - started, engine="inprocess")
+    return summary(progress.rows, dead_by_reason, time.monotonic() - started, engine="inprocess")
 
 
 def _columns(table: pa.Table) -> dict[str, pa.Array]:

@@ -12,16 +12,18 @@ import dataclasses
 import os
 from typing import Iterator
 
-import pyarrow.parquet as pq
-
 from features.config import Config
-from pipelines.row_formats import RawRowParser, readable_record
-from pipelines.input_files import InputError, input_sources
+from pipelines.row_formats import RawRowParser, checked_record
+from pipelines.input_files import InputError, input_sources, parquet_columns
 from pipelines.sources import iter_records
 from pipelines.split_counts import dead_letter_json
-from pipelines.validation import RowError, RowValidator
+from pipelines.validation import RowValidator
 
 FORMATS = ("parquet", "csv", "tfrecord")
+# Default valid rows per output shard, by engine. The in-process engine streams a shard batch by batch; the
+# Beam engine groups a shard's rows and sorts them in one worker's memory (as Python tuples), on every runner,
+# so its shard size is what bounds a worker's memory.
+SHARD_ROWS = {"inprocess": 1_000_000, "beam": 100_000}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,12 +70,32 @@ def prediction_job(config: Config, pattern: str, keep: list[str], output_format:
     clash = [name for name in keep if name in outputs]
     if clash:
         raise InputError(f"--keep {clash[0]}: the model has an output of that name; the written columns would clash")
-    found = header if config.input_format == "csv" else (
-        pq.read_schema(files[0]).names if config.input_format == "parquet" else None)
-    missing = [name for name in keep if found is not None and name not in found]
-    if missing:
-        raise InputError(f"--keep {', '.join(missing)}: no such column in '{files[0]}' (found: {', '.join(found)})")
+    _check_kept_columns(config, files, header, keep)
     return PredictionJob(config, files, header, tuple(keep), outputs, output_format, shard_rows)
+
+
+def _check_kept_columns(config: Config, files: tuple[str, ...], header: list[str] | None, keep: list[str]):
+    """Every kept column is in every input file (CSV, Parquet) or among the config's columns (record formats).
+
+    A kept column a file lacks would be nulls from one engine and a crash in
+    the other; a record format has no header to check, so a misspelt name
+    there would silently be nulls: both are refused before the job starts.
+    """
+    if config.input_format == "csv":
+        found = {files[0]: header}  # `input_sources` checked that every file has the first file's header
+    elif config.input_format == "parquet":
+        found = {path: parquet_columns(path) for path in files}
+    else:
+        declared = [column.name for column in config.columns]
+        unknown = [name for name in keep if name not in declared]
+        if unknown:
+            raise InputError(f"--keep {', '.join(unknown)}: {config.input_format} records are read by the config's "
+                             f"columns and it declares no such column (declared: {', '.join(declared)})")
+        return
+    for path, names in found.items():
+        missing = [name for name in keep if name not in names]
+        if missing:
+            raise InputError(f"--keep {', '.join(missing)}: no such column in '{path}' (found: {', '.join(names)})")
 
 
 def scorable_rows(job: PredictionJob, path: str) -> Iterator[tuple[dict | None, tuple, dict | None]]:
@@ -82,13 +104,9 @@ def scorable_rows(job: PredictionJob, path: str) -> Iterator[tuple[dict | None, 
     parse = RawRowParser(config, job.header)
     validate = RowValidator(config, config.feature_columns)
     for record in iter_records(config, path):
-        raw = None
-        try:
-            raw = parse(record)
-            features = validate(raw)
-        except RowError as err:
-            kept = raw if raw is not None and not isinstance(record, str) else readable_record(record)
-            yield None, (), dead_letter_json(err, kept, path)
+        raw, features, error = checked_record(parse, validate, record)
+        if error is not None:
+            yield None, (), dead_letter_json(error, raw, path)
             continue
         yield features, tuple(_kept_value(raw.get(name)) for name in job.keep), None
 

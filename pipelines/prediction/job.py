@@ -10,8 +10,8 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from pipelines.prediction.output import (check_output, publish, remove_abandoned_staging, staging_dir,
-                                         write_summary)
+from features.atomic_files import replace_directory
+from pipelines.prediction.output import check_output, remove_abandoned_staging, staging_dir, write_summary
 
 _LOG = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ def run_prediction(output: str | Path, engine: Callable[[Path], dict], overwrite
     try:
         found = {**engine(staging), **about}
         write_summary(staging, found)
-        publish(staging, output, overwrite)
+        check_output(output, overwrite)  # again: another job may have published it meanwhile
+        replace_directory(staging, output)  # an old output is swapped out whole, never merged
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -10,8 +10,10 @@ Layout of `--output DIR`:
 Everything is written into a hidden staging directory beside DIR
 (`.DIR.staging-<host>-<pid>-<uuid>`) and renamed to DIR at the end, so a job
 killed at any point leaves no DIR, or a complete one; a later run removes the
-staging that dead jobs on this host left behind. Shards are streamed (one
-batch at a time), so memory never holds a shard, let alone the output.
+staging that dead jobs on this host left behind. The in-process engine
+streams each shard one batch at a time, so its memory never holds a shard;
+the Beam engine sorts each shard's rows in a worker's memory
+(`beam_job.WriteShard`), so its memory holds up to `shard_rows` rows.
 """
 from __future__ import annotations
 
@@ -20,17 +22,16 @@ import logging
 import os
 import shutil
 import socket
-import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features.errors import RecsysError
+from features.examples import table_to_examples
 
 EXTENSIONS = {"parquet": ".parquet", "csv": ".csv", "tfrecord": ".tfrecord.gz"}
 DEAD_LETTER_FILE = "dead_letter/dead_letters.jsonl"
@@ -53,30 +54,6 @@ def prediction_table(kept: dict[str, pa.Array], scores: dict[str, np.ndarray], o
     return pa.table(columns)
 
 
-def _example_column(values: pa.Array) -> pa.Array:
-    """A column as tfx-bsl's tf.Example encoder takes it: a list of int64, float32 or bytes per row."""
-    if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
-        lengths = pc.fill_null(pc.list_value_length(values), 0).to_numpy(zero_copy_only=False)
-        offsets = pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32))
-        return pa.ListArray.from_arrays(offsets, _example_column(pc.list_flatten(values)).flatten())
-    if pa.types.is_integer(values.type) or pa.types.is_boolean(values.type):
-        scalar = values.cast(pa.int64())
-    elif pa.types.is_floating(values.type):
-        scalar = values.cast(pa.float32())
-    else:
-        scalar = values.cast(pa.string()).cast(pa.binary())
-    offsets = np.where(scalar.is_null().to_numpy(zero_copy_only=False), 0, 1).cumsum()  # a null is no value
-    return pa.ListArray.from_arrays(pa.array(np.r_[0, offsets].astype(np.int32)), scalar.drop_null())
-
-
-def table_examples(table: pa.Table) -> list[bytes]:
-    from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
-
-    batch = pa.RecordBatch.from_arrays([_example_column(column.combine_chunks()) for column in table.columns],
-                                       table.column_names)
-    return RecordBatchToExamplesEncoder().encode(batch)
-
-
 class ShardWriter:
     """One output shard, written batch by batch in the requested format."""
 
@@ -87,7 +64,7 @@ class ShardWriter:
         if self._writer is None:
             self._writer = self._open(table.schema)
         if self._format == "tfrecord":
-            for record in table_examples(table):
+            for record in table_to_examples(table):
                 self._writer.write(record)
         else:
             self._writer.write_table(table.cast(self._schema))
@@ -133,24 +110,6 @@ class FileShards:
             self._writer = None
 
 
-class Progress:
-    """Logs rows scored, the rate and dead letters every few seconds while a job runs."""
-
-    def __init__(self, label: str, every_seconds: float = 5.0):
-        self._label, self._every = label, every_seconds
-        self._started = self._last = time.monotonic()
-        self.scored = self.dead_letters = 0
-
-    def add(self, scored: int, dead_letters: int = 0):
-        self.scored += scored
-        self.dead_letters += dead_letters
-        now = time.monotonic()
-        if now - self._last >= self._every:
-            self._last = now
-            _LOG.info("%s: %d rows scored (%.0f rows/s), %d dead letters", self._label, self.scored,
-                      self.scored / (now - self._started), self.dead_letters)
-
-
 def summary(scored: int, dead_by_reason: dict[str, int], seconds: float, **about) -> dict:
     dead = sum(dead_by_reason.values())
     return {"rows_in": scored + dead, "scored": scored, "dead_letters": dead,
@@ -190,18 +149,6 @@ def remove_abandoned_staging(output: Path):
 def check_output(output: Path, overwrite: bool):
     if output.exists() and not overwrite:
         raise OutputExists(f"--output {output} already exists; pass --overwrite to replace it")
-
-
-def publish(staging: Path, output: Path, overwrite: bool):
-    """Renames the complete staging directory to `output`; an old output is swapped out, never merged."""
-    check_output(output, overwrite)
-    if output.exists():
-        replaced = output.parent / f".{output.name}.replaced-{uuid.uuid4().hex}"
-        os.rename(output, replaced)
-        os.rename(staging, output)
-        shutil.rmtree(replaced)
-    else:
-        os.rename(staging, output)
 
 
 def write_summary(staging: Path, found: dict):

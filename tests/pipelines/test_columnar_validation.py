@@ -87,3 +87,30 @@ def test_typed_parquet_columns_validate_as_the_row_validator_validates_their_val
     for ours, theirs in zip(valid.table.to_pylist(), expected_rows):
         for name, value in ours.items():
             assert value == pytest.approx(theirs[name], rel=1e-7) if isinstance(value, float) else value == theirs[name]
+
+
+def test_a_malformed_line_appended_while_letters_are_taken_is_kept_for_the_next_take():
+    """pyarrow's reader threads append to the shared list while the job converts it: nothing may be lost."""
+    from pipelines.columnar.reader import MalformedLine
+    from pipelines.columnar.validation import take_malformed_letters
+
+    late = MalformedLine("late,line", 2, 3)
+
+    class AppendedWhileRead(list):
+        def __getitem__(self, index):
+            found = super().__getitem__(index)
+            if late not in self:
+                self.append(late)  # the reader thread, between the job's read and its delete
+            return found
+
+        def __iter__(self):
+            found = list(super().__iter__())
+            if late not in self:
+                self.append(late)
+            return iter(found)
+
+    malformed = AppendedWhileRead([MalformedLine("a,b", 2, 3)])
+    first = take_malformed_letters(malformed, ",", "f.csv")
+    assert [letter["row"] for letter in first] == ["a,b"]
+    assert [letter["row"] for letter in take_malformed_letters(malformed, ",", "f.csv")] == ["late,line"]
+    assert not malformed

@@ -147,7 +147,7 @@ def test_csv_and_tfrecord_outputs_hold_the_same_predictions(output_format, confi
     check_scores(read_output(output, output_format), expected)
 
 
-def test_existing_output_is_kept_unless_overwrite(config_file, inputs, tmp_path, capsys):
+def test_existing_output_is_kept_unless_overwrite(config_file, exported_version, inputs, tmp_path, capsys):
     output = tmp_path / "predictions"
     output.mkdir()
     (output / "old.txt").write_text("yesterday's")
@@ -157,13 +157,49 @@ def test_existing_output_is_kept_unless_overwrite(config_file, inputs, tmp_path,
     assert not (output / "old.txt").exists() and (output / "summary.json").exists()
 
 
-def test_unknown_kept_column_and_missing_input_are_one_error(config_file, inputs, tmp_path, capsys):
+def test_unknown_kept_column_and_missing_input_are_one_error(config_file, exported_version, inputs, tmp_path, capsys):
     assert run_predict(config_file, "--input", str(inputs[0]), "--output", str(tmp_path / "o"),
                        "--keep", "impression_id,request_id") == 2
     assert "--keep request_id: no such column in" in capsys.readouterr().err
     assert run_predict(config_file, "--input", str(tmp_path / "none*.csv"), "--output", str(tmp_path / "o")) == 2
     assert "no file matches" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_kept_column_is_checked_in_every_parquet_file_and_against_the_config_for_records(
+        config_file, exported_version, inputs, tmp_path, capsys):
+    """A later Parquet file without the column, or a misspelt name for TFRecord input, is one error, no output."""
+    import tensorflow as tf
+
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    table = pq.read_table(inputs[1])
+    pq.write_table(table, parts / "a.parquet")
+    pq.write_table(table.drop(["click"]), parts / "b.parquet")
+    assert run_predict(config_file, "--input", str(parts / "*.parquet"), "--output", str(tmp_path / "o"),
+                       "--keep", "impression_id,click") == 2
+    assert f"--keep click: no such column in '{parts / 'b.parquet'}'" in capsys.readouterr().err
+    records = tmp_path / "logs.tfrecord"
+    with tf.io.TFRecordWriter(str(records)) as writer:
+        writer.write(tf.train.Example().SerializeToString())
+    assert run_predict(config_file, "--input", str(records), "--output", str(tmp_path / "o"),
+                       "--keep", "impresion_id") == 2
+    assert "--keep impresion_id: tfrecord records are read by the config's columns" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_file_that_breaks_off_mid_read_fails_the_job_and_publishes_nothing(
+        config_file, exported_version, inputs, tmp_path):
+    """The read runs a batch ahead on a worker thread: its error reaches the job, which leaves no output behind."""
+    import gzip
+
+    data = gzip.compress(Path(inputs[0]).read_bytes() * 50)
+    broken = tmp_path / "logs.csv.gz"
+    broken.write_bytes(data[:len(data) // 2])  # a copy cut off half way
+    output = tmp_path / "predictions"
+    with pytest.raises(OSError, match="(?i)gzip|compress|truncat|EOF"):
+        run_predict(config_file, "--input", str(broken), "--output", str(output), "--keep", "impression_id")
+    assert not output.exists() and not list(tmp_path.glob(".predictions.*"))
 
 
 _KILLED_AFTER_FIRST_SHARD = """
@@ -235,6 +271,12 @@ def test_tfrecord_input_is_parsed_record_by_record_with_the_same_scores(
                        "--keep", "impression_id") == 0
     check_scores(read_output(output), expected)
     assert json.loads((output / "summary.json").read_text())["dead_letters_by_reason"] == {"malformed_record": 1}
+    if engine == "inprocess":  # with no kept column, every valid row is still scored and written
+        bare = tmp_path / "bare"
+        assert run_predict(config_file, "--input", str(path), "--output", str(bare)) == 0
+        found = read_output(bare)
+        assert list(found) == list(OUTPUTS)
+        np.testing.assert_allclose(found["ctr"], expected[1]["ctr"], atol=1e-6)
 
 
 @pytest.mark.parametrize("engine", ["inprocess", "beam"])
